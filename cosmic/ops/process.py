@@ -1,0 +1,40 @@
+"""Exit status for a daemon that failed to start.
+
+twistd always exits 0 once its reactor stops, so a fatal start error has no
+way to reach a supervisor through it.  ``ProcessExit`` stops the reactor and
+replaces the exit status at interpreter exit, after twistd has cleaned up.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+from typing import Any
+
+
+class ProcessExit:
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self.code: int | None = None
+        # Registered early so that it runs after the other exit handlers.
+        atexit.register(self._exit)
+
+    def __call__(self, code: int) -> None:
+        self.code = code
+        self._reactor.callWhenRunning(self._stop)
+
+    def _stop(self) -> None:
+        if self._reactor.running:
+            self._reactor.stop()
+
+    def _exit(self) -> None:
+        if self.code is None:
+            return
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except Exception:
+                pass
+        os._exit(self.code)

@@ -1,0 +1,99 @@
+"""SIGTERM/SIGINT stop gracefully (exit 0); SIGHUP reloads configuration.
+
+The reactor's own SIGTERM handler records the signal and twistd then kills
+itself with it once stopped, so a clean, complete shutdown would still look
+like a crash to a supervisor; these handlers replace it.  Handlers only hop
+to the reactor thread: the work happens there, never inside the handler.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from cosmic.config import ConfigError, Reloader
+
+log = Logger(namespace="cosmic.signals")
+
+
+class SignalService(service.Service):
+    name = "signals"
+
+    def __init__(
+        self,
+        reactor: Any,
+        reloader: Reloader,
+        install: Callable[[int, Any], Any] = signal.signal,
+        run_blocking: Callable[..., defer.Deferred[Any]] | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._reloader = reloader
+        self._install_handler = install
+        self._run_blocking = run_blocking or (
+            lambda f: threads.deferToThreadPool(reactor, reactor.getThreadPool(), f)
+        )
+        self._stopping = False
+        self._reloading = False
+        self._reload_again = False
+
+    def startService(self) -> None:
+        super().startService()
+        # After the reactor's own handlers, which it installs as it starts.
+        self._reactor.callWhenRunning(self._install)
+
+    def _install(self) -> None:
+        self._install_handler(signal.SIGTERM, self._on_stop_signal)
+        self._install_handler(signal.SIGINT, self._on_stop_signal)
+        self._install_handler(signal.SIGHUP, self._on_hup)
+
+    def _on_stop_signal(self, signum: int, frame: Any = None) -> None:
+        self._reactor.callFromThread(self.request_stop, signal.Signals(signum).name)
+
+    def _on_hup(self, signum: int, frame: Any = None) -> None:
+        self._reactor.callFromThread(self.reload)
+
+    def request_stop(self, why: str) -> None:
+        if self._stopping:
+            log.info("received {signal} while shutting down; still shutting down", signal=why)
+            return
+        self._stopping = True
+        log.info("received {signal}, shutting down", signal=why)
+        self._reactor.stop()
+
+    def reload(self) -> defer.Deferred[Any] | None:
+        """Re-read every layer off the reactor thread, then apply; coalesces bursts."""
+        if self._reloading:
+            self._reload_again = True
+            return None
+        self._reloading = True
+        log.info("SIGHUP: reloading configuration")
+        d = self._run_blocking(self._reloader.load)
+
+        def loaded(result: Any) -> Any:
+            if isinstance(result, Failure):
+                if not result.check(ConfigError):
+                    log.failure("reload failed unexpectedly", failure=result)
+                    return None
+                result = result.value
+            return self._reloader.apply(result)
+
+        def done(result: Any) -> Any:
+            self._reloading = False
+            if self._reload_again:
+                self._reload_again = False
+                self.reload()
+            return result
+
+        return d.addBoth(loaded).addBoth(done)
+
+    def stopService(self) -> None:
+        # Handlers stay: a second SIGTERM during shutdown must not kill the
+        # process before the flush; the reactor restores the originals at exit.
+        self._stopping = True
+        super().stopService()
