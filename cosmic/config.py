@@ -30,7 +30,15 @@ ENVIRONMENTS = ("development", "production", "test")
 DEFAULT_ENVIRONMENT = "development"
 
 # Keys a SIGHUP applies to the running daemon; everything else needs a restart.
-RELOADABLE = frozenset({"logging.level", "game.target_tps", "physics.simd_threshold"})
+RELOADABLE = frozenset(
+    {
+        "logging.level",
+        "game.target_tps",
+        "physics.simd_threshold",
+        "database.flush_interval",
+        "database.health_check_interval",
+    }
+)
 
 # The short environment names from the architecture; every key can also be
 # set as COSMIC_<SECTION>_<KEY>.
