@@ -71,11 +71,156 @@ class PhysicsMetrics:
         )
 
 
+# Database statements run from sub-millisecond lookups to multi-second bulk saves.
+_DB_BUCKETS = (
+    2.5e-4,
+    5e-4,
+    1e-3,
+    2.5e-3,
+    5e-3,
+    1e-2,
+    2.5e-2,
+    5e-2,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+# Cache calls: sub-millisecond normally, up to cache.timeout when Redis hangs.
+_CACHE_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0)
+
+
+@attrs.frozen
+class StoreMetrics:
+    """The store (any backend), its PostgreSQL pool and the write-behind saver."""
+
+    query_duration: Histogram
+    errors: Counter
+    pool_connections: Gauge
+    pool_waiting: Gauge
+    reconnects: Counter
+    available: Gauge
+    backlog: Gauge
+    flush_duration: Histogram
+    flush_failures: Counter
+    gardens_saved: Counter
+    gardens_rejected: Counter
+
+    @classmethod
+    def create(cls, namespace: str, registry: CollectorRegistry) -> StoreMetrics:
+        def make(kind, name, doc, labels=(), **kw):
+            return kind(name, doc, list(labels), namespace=namespace, registry=registry, **kw)
+
+        return cls(
+            query_duration=make(
+                Histogram,
+                "db_query_duration_seconds",
+                "Time of one store operation as its caller sees it (waiting for a "
+                "connection included), by operation.",
+                ["operation"],
+                buckets=_DB_BUCKETS,
+            ),
+            errors=make(
+                Counter,
+                "db_errors",
+                "Store operations that failed, by operation and error type.",
+                ["operation", "error"],
+            ),
+            pool_connections=make(
+                Gauge,
+                "db_pool_connections",
+                "PostgreSQL pool connections by state (in_use, idle, connecting).",
+                ["state"],
+            ),
+            pool_waiting=make(
+                Gauge, "db_pool_waiting", "Operations waiting for a free pool connection."
+            ),
+            reconnects=make(
+                Counter,
+                "db_reconnects",
+                "Connections opened to replace a dead one or after an outage.",
+            ),
+            available=make(
+                Gauge, "db_up", "1 while the database answers, 0 while it is unreachable."
+            ),
+            backlog=make(
+                Gauge,
+                "persistence_backlog_gardens",
+                "Changed gardens not yet saved (write-behind backlog).",
+            ),
+            flush_duration=make(
+                Histogram,
+                "persistence_flush_duration_seconds",
+                "Time of one write-behind flush (all batches).",
+                buckets=_DB_BUCKETS,
+            ),
+            flush_failures=make(
+                Counter,
+                "persistence_flush_failures",
+                "Write-behind batches that failed and will be retried.",
+            ),
+            gardens_saved=make(
+                Counter, "persistence_gardens_saved", "Gardens written by the write-behind saver."
+            ),
+            gardens_rejected=make(
+                Counter,
+                "persistence_gardens_rejected",
+                "Garden snapshots the store refused (invalid values); kept dirty and logged.",
+            ),
+        )
+
+
+@attrs.frozen
+class CacheMetrics:
+    requests: Counter
+    errors: Counter
+    duration: Histogram
+    available: Gauge
+
+    @classmethod
+    def create(cls, namespace: str, registry: CollectorRegistry) -> CacheMetrics:
+        return cls(
+            requests=Counter(
+                "cache_requests",
+                "Cache lookups by cache name and result (hit or miss).",
+                ["cache", "result"],
+                namespace=namespace,
+                registry=registry,
+            ),
+            errors=Counter(
+                "cache_errors",
+                "Cache backend calls that failed or timed out (served as a miss), by operation.",
+                ["operation"],
+                namespace=namespace,
+                registry=registry,
+            ),
+            duration=Histogram(
+                "cache_call_duration_seconds",
+                "Time of one cache backend call, by operation.",
+                ["operation"],
+                namespace=namespace,
+                registry=registry,
+                buckets=_CACHE_BUCKETS,
+            ),
+            available=Gauge(
+                "cache_up",
+                "1 while the cache backend answers, 0 during an outage.",
+                namespace=namespace,
+                registry=registry,
+            ),
+        )
+
+
 @attrs.frozen
 class Metrics:
     namespace: str
     registry: CollectorRegistry
     physics: PhysicsMetrics
+    store: StoreMetrics
+    cache: CacheMetrics
 
 
 def create(namespace: str = "cosmic_gardener") -> Metrics:
@@ -84,4 +229,6 @@ def create(namespace: str = "cosmic_gardener") -> Metrics:
         namespace=namespace,
         registry=registry,
         physics=PhysicsMetrics.create(namespace, registry),
+        store=StoreMetrics.create(namespace, registry),
+        cache=CacheMetrics.create(namespace, registry),
     )

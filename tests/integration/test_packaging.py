@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+# Compiling the kernels inside pip takes minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -98,6 +99,8 @@ def test_distribution_is_named_and_versioned(installed: Path) -> None:
 def test_wheel_holds_the_compiled_kernel_spec_and_plugin(installed: Path) -> None:
     assert list((installed / "cosmic" / "physics").glob("_kernels*.so"))
     assert (installed / "cosmic" / "configspec.ini").is_file()
+    for backend in ("postgresql", "sqlite"):
+        assert list((installed / "cosmic" / "store" / "migrations" / backend).glob("*.sql"))
     assert (installed / "twisted" / "plugins" / "cosmic_plugin.py").is_file()
     assert not (installed / "twisted" / "__init__.py").exists()
     assert not (installed / "twisted" / "plugins" / "__init__.py").exists()
