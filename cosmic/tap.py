@@ -10,13 +10,16 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from cosmic import __version__
+from cosmic import metrics as metrics_module
 from cosmic.config import ConfigError, ConfigRequest, Reloader, load, shown_value
 from cosmic.logs import LogControl
+from cosmic.ops.migrate import MigrateOnly
 from cosmic.ops.process import ProcessExit
 from cosmic.ops.signals import SignalService
 from cosmic.readiness import Readiness
 from cosmic.service import RootService
 from cosmic.settings import Settings
+from cosmic.store.service import build_persistence
 from cosmic.web.service import WebService, endpoint_description
 from cosmic.web.site import build_site
 
@@ -33,6 +36,14 @@ class Options(usage.Options):
         "environment variables, the --env-file, then --host/--port/--set in the order given. "
         "An invalid configuration prints every problem and exits with status 78."
     )
+    optFlags = [
+        [
+            "migrate-only",
+            None,
+            "Bring the database schema up to date, then exit "
+            "(0 when done, 1 when the database refuses).",
+        ],
+    ]
     optParameters = [
         [
             "config",
@@ -156,6 +167,16 @@ def makeService(
         log_observer=control.observer,
     )
     SignalService(reactor, reloader).setServiceParent(root)
+    if options["migrate-only"]:
+        MigrateOnly(settings, reactor).setServiceParent(root)
+        return root
+    metrics = metrics_module.create(settings.metrics.namespace)
+    persistence = build_persistence(settings, reactor, metrics, readiness)
+    persistence.store_service.setServiceParent(root)
+    persistence.cache_service.setServiceParent(root)
+    reloader.subscribe(persistence.on_reload)
+    root.metrics = metrics
+    root.persistence = persistence
     site = build_site(readiness)
     listen = endpoint_description(settings.server.host, settings.server.port)
     WebService(site, listen, reactor).setServiceParent(root)

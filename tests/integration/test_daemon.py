@@ -169,3 +169,63 @@ def test_a_child_that_cannot_start_exits_non_zero_with_one_clear_line(daemon) ->
 
 def test_twistd_binary_is_the_venvs() -> None:
     assert Path(TWISTD).is_file()
+
+
+def test_migrate_only_applies_then_finds_nothing_to_do(tmp_path: Path) -> None:
+    args = ("-n", "--pidfile=", "cosmic", "--env", "test", "--migrate-only")
+    first = run_twistd(tmp_path, *args)
+    assert first.returncode == 0, first.stdout[-2000:]
+    assert "applied migrations: 0001_initial" in first.stdout
+    assert (tmp_path / "var" / "test.sqlite3").is_file()
+    second = run_twistd(tmp_path, *args)
+    assert second.returncode == 0
+    assert "schema already up to date" in second.stdout
+
+
+def test_migrate_only_exits_1_when_the_database_refuses(tmp_path: Path) -> None:
+    env = base_environ(DATABASE_URL="postgresql://postgres@127.0.0.1:1/nowhere")
+    result = run_twistd(
+        tmp_path, "-n", "--pidfile=", "cosmic", "--env", "test", "--migrate-only", env=env
+    )
+    assert result.returncode == 1
+    critical = [json.loads(ln) for ln in result.stdout.splitlines() if '"critical"' in ln]
+    assert [c["message"].split(":")[0] for c in critical] == ["migrate failed to start"]
+
+
+def test_embedded_default_is_ready_with_store_and_cache(daemon) -> None:
+    d = daemon().start()
+    status, body = d.get("/health/ready")
+    assert status == 200
+    assert set(body["checks"]) >= {"startup", "store", "cache"}
+    assert body["checks"]["store"]["status"] == "ok"
+    assert "sqlite" in body["checks"]["store"]["detail"]
+    assert d.stop() == 0
+
+
+def test_postgresql_and_redis_when_configured(daemon) -> None:
+    from tests.contract.servers import TempDatabase, pg_reachable, redis_reachable
+
+    for problem in (pg_reachable(), redis_reachable()):
+        if problem:
+            pytest.skip(problem)
+    database = TempDatabase().create()
+    try:
+        env = base_environ(
+            DATABASE_URL=f"postgresql://postgres@127.0.0.1:5432/{database.name}",
+            REDIS_URL="redis://127.0.0.1:6379/0",
+        )
+        d = daemon(env=env).start()
+        status, body = d.get("/health/ready")
+        assert status == 200, body
+        assert "postgresql" in body["checks"]["store"]["detail"]
+        assert "redis" in body["checks"]["cache"]["detail"].lower()
+        assert d.stop() == 0
+        tables = {
+            row[0]
+            for row in database.execute(
+                "select tablename from pg_tables where schemaname = 'public'"
+            )
+        }
+        assert {"gardens", "bodies", "accounts"} <= tables
+    finally:
+        database.drop()

@@ -95,7 +95,7 @@ def test_make_service_orders_children_and_logs_through_the_configured_format() -
     stream = io.StringIO()
     fatal: list[int] = []
     root = tap.makeService(options, reactor=reactor, stream=stream, on_fatal=fatal.append)
-    assert [child.name for child in root] == ["signals", "web"]
+    assert [child.name for child in root] == ["signals", "store", "cache", "web"]
     assert root.reloader.current is options["settings"]
     root._log_observer(
         {
@@ -106,3 +106,12 @@ def test_make_service_orders_children_and_logs_through_the_configured_format() -
         }
     )
     assert json.loads(stream.getvalue())["message"] == "hello"
+
+
+def test_migrate_only_builds_nothing_else() -> None:
+    options, _ = parse("--env", "test", "--migrate-only")
+    reactor = MemoryReactorClock()
+    root = tap.makeService(
+        options, reactor=reactor, stream=io.StringIO(), on_fatal=lambda code: None
+    )
+    assert [child.name for child in root] == ["signals", "migrate"]
