@@ -32,8 +32,26 @@ DEFAULT_ENVIRONMENT = "development"
 # Keys a SIGHUP applies to the running daemon; everything else needs a restart.
 RELOADABLE = frozenset(
     {
+        "http.max_body_bytes",
+        "http.cors_origins",
+        "http.cors_max_age",
+        "http.trust_proxy",
+        "auth.access_ttl",
+        "auth.refresh_ttl",
+        "auth.leeway",
+        "auth.argon2_time_cost",
+        "auth.argon2_memory_kib",
+        "auth.argon2_parallelism",
+        "auth.rate_limit_burst",
+        "auth.rate_limit_per_minute",
         "logging.level",
         "game.target_tps",
+        "game.resource_interval",
+        "game.broadcast_hz",
+        "game.time_scale",
+        "game.cleanup_interval",
+        "game.unload_after",
+        "game.offline_cap",
         "physics.simd_threshold",
         "database.flush_interval",
         "database.health_check_interval",
@@ -320,20 +338,32 @@ def _policy_problems(environment: str, values: dict[str, Any], sources: dict[str
                 "a manhole on a non-loopback address needs manhole.passwd_file",
                 repr(values["manhole.host"]),
             )
-    secret = values.get("auth.jwt_secret")
-    if environment == "production" and secret is not None:
-        if len(secret) < MIN_PRODUCTION_SECRET:
-            reason = f"production needs at least {MIN_PRODUCTION_SECRET} characters"
-        elif secret.strip().lower() in PLACEHOLDER_SECRETS:
-            reason = "production refuses a known placeholder secret"
-        else:
-            return
+    if values.get("manhole.ssh_port") and not values.get("manhole.authorized_keys"):
         yield Problem(
-            "auth.jwt_secret",
-            sources["auth.jwt_secret"],
-            reason,
-            shown_value("auth.jwt_secret", secret),
+            "manhole.authorized_keys",
+            sources["manhole.authorized_keys"],
+            "the SSH manhole (manhole.ssh_port) takes keys only: name an authorized_keys file",
         )
+    secret = values.get("auth.jwt_secret")
+    if secret is None:
+        return
+    size = len(secret.encode("utf-8"))
+    if environment == "production" and size < MIN_PRODUCTION_SECRET:
+        reason = f"production needs at least {MIN_PRODUCTION_SECRET} characters"
+    elif 0 < size < MIN_PRODUCTION_SECRET:
+        # Empty means "a random key per process" outside production; a short
+        # one is a mistake everywhere: HS256 wants 32 bytes of key.
+        reason = f"a signing key needs at least {MIN_PRODUCTION_SECRET} bytes (or none at all)"
+    elif environment == "production" and secret.strip().lower() in PLACEHOLDER_SECRETS:
+        reason = "production refuses a known placeholder secret"
+    else:
+        return
+    yield Problem(
+        "auth.jwt_secret",
+        sources["auth.jwt_secret"],
+        reason,
+        shown_value("auth.jwt_secret", secret),
+    )
 
 
 def load(request: ConfigRequest) -> Settings:

@@ -8,7 +8,7 @@ it checks, never share counters.  Names start with the configured namespace.
 from __future__ import annotations
 
 import attrs
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 # Physics steps run from microseconds (a few bodies) to tens of milliseconds.
 _PHYSICS_BUCKETS = (
@@ -215,20 +215,163 @@ class CacheMetrics:
 
 
 @attrs.frozen
+class GameMetrics:
+    ticks: Counter
+    overruns: Counter
+    tick_errors: Counter
+    commands: Counter
+    commands_rejected: Counter
+    gardens: Gauge
+    bodies: Gauge
+    queued: Gauge
+
+    @classmethod
+    def create(cls, namespace: str, registry: CollectorRegistry) -> GameMetrics:
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(name, doc, list(labels), namespace=namespace, registry=registry)
+
+        def gauge(name: str, doc: str) -> Gauge:
+            return Gauge(name, doc, namespace=namespace, registry=registry)
+
+        return cls(
+            ticks=counter("game_ticks", "Ticks run, by loop.", ("loop",)),
+            overruns=counter("game_tick_overruns", "Ticks missed because one ran late.", ("loop",)),
+            tick_errors=counter("game_tick_errors", "Ticks that raised, by loop.", ("loop",)),
+            commands=counter("game_commands", "Player commands applied, by outcome.", ("outcome",)),
+            commands_rejected=counter(
+                "game_commands_rejected", "Commands refused because the queue was full."
+            ),
+            gardens=gauge("game_gardens_loaded", "Gardens in memory."),
+            bodies=gauge("game_bodies", "Bodies in memory, all gardens."),
+            queued=gauge("game_commands_queued", "Commands waiting for the next tick."),
+        )
+
+
+# HTTP requests: health checks take microseconds, logins an argon2 verify (~0.2 s).
+_HTTP_BUCKETS = (
+    5e-4,
+    1e-3,
+    2.5e-3,
+    5e-3,
+    1e-2,
+    2.5e-2,
+    5e-2,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+# One argon2 hash or verify: tens to hundreds of milliseconds by design.
+_HASH_BUCKETS = (1e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@attrs.frozen
+class HttpMetrics:
+    """Every HTTP request the Site answers (REST API, health, /metrics)."""
+
+    requests: Counter
+    duration: Histogram
+    in_flight: Gauge
+    rate_limited: Counter
+
+    @classmethod
+    def create(cls, namespace: str, registry: CollectorRegistry) -> HttpMetrics:
+        return cls(
+            requests=Counter(
+                "http_requests",
+                "HTTP requests answered, by method and status code.",
+                ["method", "status"],
+                namespace=namespace,
+                registry=registry,
+            ),
+            duration=Histogram(
+                "http_request_duration_seconds",
+                "Time from the whole request received to the response finished, "
+                "by method and route template (e.g. /api/v1/gardens/{garden_id}).",
+                ["method", "route"],
+                namespace=namespace,
+                registry=registry,
+                buckets=_HTTP_BUCKETS,
+            ),
+            in_flight=Gauge(
+                "http_requests_in_flight",
+                "Requests received and not yet answered.",
+                namespace=namespace,
+                registry=registry,
+            ),
+            rate_limited=Counter(
+                "http_rate_limited",
+                "Requests refused with 429 by the per-address limit, by route template.",
+                ["route"],
+                namespace=namespace,
+                registry=registry,
+            ),
+        )
+
+
+@attrs.frozen
+class AuthMetrics:
+    """Accounts, logins, tokens and the password hasher."""
+
+    events: Counter
+    hash_duration: Histogram
+    hash_waiting: Gauge
+
+    @classmethod
+    def create(cls, namespace: str, registry: CollectorRegistry) -> AuthMetrics:
+        return cls(
+            events=Counter(
+                "auth_events",
+                "Account and token events by kind (register, login_ok, login_failed, "
+                "refresh_ok, refresh_failed, refresh_reused, logout, rehash, delete, "
+                "hash_busy).",
+                ["event"],
+                namespace=namespace,
+                registry=registry,
+            ),
+            hash_duration=Histogram(
+                "auth_password_hash_duration_seconds",
+                "Time of one argon2 hash or verify in the worker thread, by operation.",
+                ["operation"],
+                namespace=namespace,
+                registry=registry,
+                buckets=_HASH_BUCKETS,
+            ),
+            hash_waiting=Gauge(
+                "auth_password_hash_waiting",
+                "Password hashes waiting for a free slot (auth.hash_concurrency).",
+                namespace=namespace,
+                registry=registry,
+            ),
+        )
+
+
+@attrs.frozen
 class Metrics:
     namespace: str
     registry: CollectorRegistry
     physics: PhysicsMetrics
     store: StoreMetrics
     cache: CacheMetrics
+    game: GameMetrics
+    http: HttpMetrics
+    auth: AuthMetrics
 
 
 def create(namespace: str = "cosmic_gardener") -> Metrics:
     registry = CollectorRegistry(auto_describe=True)
+    # CPU, memory, open files and start time of this process, under the namespace.
+    ProcessCollector(namespace=namespace, registry=registry)
     return Metrics(
         namespace=namespace,
         registry=registry,
         physics=PhysicsMetrics.create(namespace, registry),
         store=StoreMetrics.create(namespace, registry),
         cache=CacheMetrics.create(namespace, registry),
+        game=GameMetrics.create(namespace, registry),
+        http=HttpMetrics.create(namespace, registry),
+        auth=AuthMetrics.create(namespace, registry),
     )

@@ -24,6 +24,7 @@ from cosmic.readiness import Check, Readiness
 log = Logger(namespace="cosmic.service")
 
 START_FAILED = 1
+SHUTDOWN_TIMED_OUT = 1
 
 
 class ChildStartTimeout(Exception):
@@ -47,9 +48,15 @@ class RootService(service.MultiService):
         on_fatal: Callable[[int], None],
         start_timeout: float = 60.0,
         log_observer: Any = None,
+        stop_timeout: float = 30.0,
     ) -> None:
         super().__init__()
         self._log_observer = log_observer
+        self._stop_timeout = stop_timeout
+        # Called with no arguments once everything runs / as stopping begins
+        # (systemd READY=1 and STOPPING=1 hang here).
+        self.on_started: list[Callable[[], None]] = []
+        self.on_stopping: list[Callable[[], None]] = []
         self._reactor = reactor
         self._readiness = readiness
         self._on_fatal = on_fatal
@@ -122,6 +129,14 @@ class RootService(service.MultiService):
             "started: {children}",
             children=", ".join(getattr(c, "name", "?") for c in self._started),
         )
+        self._run_hooks(self.on_started)
+
+    def _run_hooks(self, hooks: list[Callable[[], None]]) -> None:
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                log.failure("hook {hook!r} failed", hook=hook)
 
     def _timed_out(self, result: Any, timeout: float) -> Any:
         if isinstance(result, Failure) and result.check(defer.CancelledError):
@@ -137,7 +152,22 @@ class RootService(service.MultiService):
         self._on_fatal(code if isinstance(code, int) and code > 0 else START_FAILED)
 
     def stopService(self) -> defer.Deferred[None]:
-        return defer.ensureDeferred(self._stop_children())
+        if not self.running:
+            return defer.succeed(None)
+        self._run_hooks(self.on_stopping)
+        stopping = defer.ensureDeferred(self._stop_children())
+        stopping.addTimeout(self._stop_timeout, self._reactor, self._stop_timed_out)
+        return stopping
+
+    def _stop_timed_out(self, result: Any, timeout: float) -> None:
+        # Stopping stalled (a flush that cannot reach the database, say): let
+        # the process end, but not with a clean status.
+        log.critical(
+            "shutdown took longer than {timeout:g} s (server.shutdown_timeout); "
+            "exiting with what has been saved",
+            timeout=timeout,
+        )
+        self._on_fatal(SHUTDOWN_TIMED_OUT)
 
     async def _stop_children(self) -> None:
         if not self.running:

@@ -12,9 +12,13 @@ from twisted.python import usage
 from cosmic import __version__
 from cosmic import metrics as metrics_module
 from cosmic.config import ConfigError, ConfigRequest, Reloader, load, shown_value
+from cosmic.gameplay import build_game
 from cosmic.logs import LogControl
+from cosmic.ops import console
+from cosmic.ops.manhole import ManholeService
 from cosmic.ops.migrate import MigrateOnly
 from cosmic.ops.process import ProcessExit
+from cosmic.ops.sdnotify import Notifier
 from cosmic.ops.signals import SignalService
 from cosmic.readiness import Readiness
 from cosmic.service import RootService
@@ -83,7 +87,7 @@ class Options(usage.Options):
         super().__init__()
         self["set"] = []
         # The process edge: the only place the real environment is read.
-        self._environ = dict(os.environ if environ is None else environ)
+        self.environ = dict(os.environ if environ is None else environ)
         self._stdout = stdout or sys.stdout
         self._stderr = stderr or sys.stderr
 
@@ -108,7 +112,7 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         request = ConfigRequest(
-            environ=self._environ,
+            environ=self.environ,
             environment=self["env"],
             config_file=self["config"],
             env_file=self["env-file"],
@@ -159,14 +163,18 @@ def makeService(
     reloader.subscribe(control.on_reload)
     readiness = Readiness(reactor)
 
+    notifier = Notifier(options.environ)
     root = RootService(
         reactor,
         readiness,
         on_fatal=on_fatal or ProcessExit(reactor),
         start_timeout=settings.server.start_timeout,
         log_observer=control.observer,
+        stop_timeout=settings.server.shutdown_timeout,
     )
-    SignalService(reactor, reloader).setServiceParent(root)
+    root.on_started.append(lambda: notifier.ready("serving"))
+    root.on_stopping.append(notifier.stopping)
+    SignalService(reactor, reloader, notifier=notifier).setServiceParent(root)
     if options["migrate-only"]:
         MigrateOnly(settings, reactor).setServiceParent(root)
         return root
@@ -175,11 +183,29 @@ def makeService(
     persistence.store_service.setServiceParent(root)
     persistence.cache_service.setServiceParent(root)
     reloader.subscribe(persistence.on_reload)
+    game = build_game(settings, reactor, metrics, persistence, readiness)
+    game.loop.on_tick = notifier.watchdog  # a stalled loop stops the pings
+    for child in game.services():
+        child.setServiceParent(root)
+    reloader.subscribe(game.on_reload)
     root.metrics = metrics
     root.persistence = persistence
-    site = build_site(readiness)
-    listen = endpoint_description(settings.server.host, settings.server.port)
+    root.game = game
+    site = build_site(
+        readiness,
+        settings=settings,
+        metrics=metrics,
+        persistence=persistence,
+        game=game,
+        reloader=reloader,
+        reactor=reactor,
+    )
+    listen = settings.server.endpoint or endpoint_description(
+        settings.server.host, settings.server.port
+    )
     WebService(site, listen, reactor).setServiceParent(root)
     root.reloader = reloader
+    if settings.manhole.port or settings.manhole.ssh_port:
+        ManholeService(settings, console.namespace(root), reactor).setServiceParent(root)
     _log_settings(settings)
     return root

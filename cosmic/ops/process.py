@@ -8,9 +8,12 @@ replaces the exit status at interpreter exit, after twistd has cleaned up.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 from typing import Any
+
+from twisted.internet.error import ReactorNotRunning
 
 
 class ProcessExit:
@@ -25,7 +28,8 @@ class ProcessExit:
         self._reactor.callWhenRunning(self._stop)
 
     def _stop(self) -> None:
-        if self._reactor.running:
+        # Already stopping (a shutdown that timed out): only the status was missing.
+        with contextlib.suppress(ReactorNotRunning):
             self._reactor.stop()
 
     def _exit(self) -> None:

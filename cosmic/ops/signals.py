@@ -31,9 +31,11 @@ class SignalService(service.Service):
         reloader: Reloader,
         install: Callable[[int, Any], Any] = signal.signal,
         run_blocking: Callable[..., defer.Deferred[Any]] | None = None,
+        notifier: Any = None,
     ) -> None:
         self._reactor = reactor
         self._reloader = reloader
+        self._notifier = notifier
         self._install_handler = install
         self._run_blocking = run_blocking or (
             lambda f: threads.deferToThreadPool(reactor, reactor.getThreadPool(), f)
@@ -73,6 +75,8 @@ class SignalService(service.Service):
             return None
         self._reloading = True
         log.info("SIGHUP: reloading configuration")
+        if self._notifier is not None:
+            self._notifier.reloading()
         d = self._run_blocking(self._reloader.load)
 
         def loaded(result: Any) -> Any:
@@ -85,6 +89,8 @@ class SignalService(service.Service):
 
         def done(result: Any) -> Any:
             self._reloading = False
+            if self._notifier is not None:
+                self._notifier.ready("reloaded")
             if self._reload_again:
                 self._reload_again = False
                 self.reload()

@@ -220,7 +220,11 @@ def build_persistence(
         "persistence: {backend} at {url}, cache {cache}",
         backend=store.backend,
         url=shown_value("database.url", settings.database.url),
-        cache=shown_value("cache.redis_url", settings.cache.redis_url) or "in-process",
+        cache=(
+            shown_value("cache.redis_url", settings.cache.redis_url)
+            if settings.cache.redis_url
+            else "in-process"
+        ),
     )
     return Persistence(settings, store, cache, reactor, metrics, readiness)
 

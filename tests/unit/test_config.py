@@ -249,8 +249,12 @@ def test_production_accepts_a_real_secret(etc: Path) -> None:
     assert settings.auth.jwt_secret == GOOD_SECRET
 
 
-def test_development_accepts_a_placeholder(etc: Path) -> None:
-    assert load(request(etc, environ={"JWT_SECRET": "changeme"})).auth.jwt_secret == "changeme"
+def test_development_accepts_a_placeholder_but_not_a_short_key(etc: Path) -> None:
+    long_placeholder = "development-only-jwt-secret-never-use-in-production"
+    assert load(request(etc, environ={"JWT_SECRET": long_placeholder})).auth.jwt_secret
+    assert load(request(etc, environ={"JWT_SECRET": ""})).auth.jwt_secret == ""
+    found = problems(etc, environ={"JWT_SECRET": "changeme"})
+    assert "at least 32 bytes" in only(found, "auth.jwt_secret").reason
 
 
 def test_public_manhole_needs_credentials(etc: Path) -> None:

@@ -95,7 +95,15 @@ def test_make_service_orders_children_and_logs_through_the_configured_format() -
     stream = io.StringIO()
     fatal: list[int] = []
     root = tap.makeService(options, reactor=reactor, stream=stream, on_fatal=fatal.append)
-    assert [child.name for child in root] == ["signals", "store", "cache", "web"]
+    assert [child.name for child in root] == [
+        "signals",
+        "store",
+        "cache",
+        "persistence",
+        "gardens",
+        "game",
+        "web",
+    ]
     assert root.reloader.current is options["settings"]
     root._log_observer(
         {

@@ -1,0 +1,1 @@
+"""The game domain: pure Python and numpy, no Twisted, no I/O."""
