@@ -18,7 +18,7 @@ SOURCE = "cosmic/physics/kernels.py"
 # the compiler only: -ffast-math at link time would pull in crtfastmath.o,
 # which turns on flush-to-zero for the whole Python process when the module
 # loads (a test checks that subnormals survive the import).
-_ARCH = os.environ.get("COSMIC_PYTHRAN_ARCH", "x86-64-v3")
+_ARCH = os.environ.get("COSMIC_BUILD_ARCH", "x86-64-v3")
 # GCC gives up vectorising a loop that needs more than 10 run-time alias
 # checks; the pair loops read and write seven arrays, so allow more (GCC flag).
 _FLAGS = [

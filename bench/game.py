@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cosmic.game import rules  # noqa: E402
-from cosmic.game.commands import CreateBody  # noqa: E402
-from cosmic.game.world import World  # noqa: E402
-from cosmic.physics.engine import PhysicsEngine  # noqa: E402
+from cosmic.game import rules
+from cosmic.game.commands import CreateBody
+from cosmic.game.world import World
+from cosmic.physics.engine import PhysicsEngine
 
 OWNER = 1
 

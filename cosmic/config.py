@@ -53,6 +53,11 @@ RELOADABLE = frozenset(
         "game.unload_after",
         "game.offline_cap",
         "physics.simd_threshold",
+        "physics.tree_threshold",
+        "physics.theta",
+        "physics.softening",
+        "physics.openmp",
+        "physics.openmp_threshold",
         "database.flush_interval",
         "database.health_check_interval",
     }

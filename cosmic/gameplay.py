@@ -71,9 +71,21 @@ class Game:
         def apply() -> None:
             self.world.time_scale = game.time_scale
             self.world.offline_cap = game.offline_cap
-            self.engine.configure(simd_threshold=settings.physics.simd_threshold)
+            self.engine.configure(**physics_options(settings))
 
         self.loop.when_idle(apply)
+
+
+def physics_options(settings: Settings) -> dict[str, Any]:
+    p = settings.physics
+    return {
+        "simd_threshold": p.simd_threshold,
+        "tree_threshold": p.tree_threshold,
+        "theta": p.theta,
+        "softening": p.softening,
+        "openmp": p.openmp,
+        "openmp_threshold": p.openmp_threshold,
+    }
 
 
 def build_game(

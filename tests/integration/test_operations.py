@@ -144,26 +144,51 @@ def test_telnet_manhole_evaluates_against_the_live_world(daemons, tmp_path: Path
     assert d.stop() == 0
 
 
-@pytest.mark.skipif(shutil.which("ssh-keygen") is None or shutil.which("ssh") is None,
-                    reason="OpenSSH client not installed")
+@pytest.mark.skipif(
+    shutil.which("ssh-keygen") is None or shutil.which("ssh") is None,
+    reason="OpenSSH client not installed",
+)
 def test_ssh_manhole_takes_keys_only(daemons, tmp_path: Path) -> None:
     for name in ("good", "bad"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-                        str(tmp_path / name)], check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)], check=True
+        )
     (tmp_path / "authorized_keys").write_text((tmp_path / "good.pub").read_text())
     port = free_port()
-    d = daemons("--set", f"manhole.ssh_port={port}",
-                "--set", f"manhole.authorized_keys={tmp_path / 'authorized_keys'}",
-                "--set", f"manhole.ssh_host_key={tmp_path / 'host_key'}")
+    d = daemons(
+        "--set",
+        f"manhole.ssh_port={port}",
+        "--set",
+        f"manhole.authorized_keys={tmp_path / 'authorized_keys'}",
+        "--set",
+        f"manhole.ssh_host_key={tmp_path / 'host_key'}",
+    )
     d.start()
     d.wait_for(lambda e: "SSH manhole" in e.get("message", ""), timeout=30)
 
     def ssh(key: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            ["ssh", "-tt", "-i", str(tmp_path / key), "-p", str(port), "-o", "BatchMode=yes",
-             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-             "-o", "LogLevel=ERROR", "cosmic@127.0.0.1"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            [
+                "ssh",
+                "-tt",
+                "-i",
+                str(tmp_path / key),
+                "-p",
+                str(port),
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "cosmic@127.0.0.1",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
 
     good = ssh("good")
     try:
@@ -187,9 +212,24 @@ def test_ssh_manhole_takes_keys_only(daemons, tmp_path: Path) -> None:
 
 def test_a_public_manhole_without_passwords_is_refused(tmp_path: Path) -> None:
     result = subprocess.run(
-        [TWISTD, "-n", "--pidfile=", "cosmic", "--env", "test", "--set", "manhole.port=2222",
-         "--set", "manhole.host=0.0.0.0"],
-        cwd=tmp_path, env=base_environ(), capture_output=True, text=True, timeout=60)
+        [
+            TWISTD,
+            "-n",
+            "--pidfile=",
+            "cosmic",
+            "--env",
+            "test",
+            "--set",
+            "manhole.port=2222",
+            "--set",
+            "manhole.host=0.0.0.0",
+        ],
+        cwd=tmp_path,
+        env=base_environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 78
     assert "manhole.host = '0.0.0.0'" in result.stderr
 
@@ -213,10 +253,23 @@ os.execv(sys.argv[1], sys.argv[1:])
 
 
 def test_socket_activation_through_a_passed_descriptor(tmp_path: Path) -> None:
-    args = [TWISTD, "-n", "--pidfile=", "cosmic", "--env", "test",
-            "--set", "server.endpoint=systemd:domain=INET:index=0"]
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, *args], cwd=tmp_path,
-                            env=base_environ(), stdout=subprocess.PIPE, text=True)
+    args = [
+        TWISTD,
+        "-n",
+        "--pidfile=",
+        "cosmic",
+        "--env",
+        "test",
+        "--set",
+        "server.endpoint=systemd:domain=INET:index=0",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, *args],
+        cwd=tmp_path,
+        env=base_environ(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         port = int(proc.stdout.readline())
         d = Daemon(tmp_path)
@@ -248,9 +301,19 @@ def verify_units(tmp_path: Path, service_text: str) -> subprocess.CompletedProce
     (units / "cosmic.service").write_text(service_text)
     shutil.copy(ROOT / "systemd" / "cosmic.socket", units / "cosmic.socket")
     return subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", "--recursive-errors=no", f"--root={root}",
-         "/etc/systemd/system/cosmic.service", "/etc/systemd/system/cosmic.socket"],
-        capture_output=True, text=True, timeout=60)
+        [
+            "systemd-analyze",
+            "verify",
+            "--man=no",
+            "--recursive-errors=no",
+            f"--root={root}",
+            "/etc/systemd/system/cosmic.service",
+            "/etc/systemd/system/cosmic.socket",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_systemd_analyze_verify_passes_on_the_units(tmp_path: Path) -> None:
@@ -261,27 +324,40 @@ def test_systemd_analyze_verify_passes_on_the_units(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
     broken = verify_units(tmp_path, service.replace("Type=notify", "Type=notfy"))
     assert broken.returncode != 0  # the check can fail
-    for directive in ("Type=notify", "WatchdogSec=", "NoNewPrivileges=yes",
-                      "ProtectSystem=strict", "PrivateTmp=yes", "ReadWritePaths=",
-                      "EnvironmentFile=", "Restart=on-failure", "User=cosmic",
-                      "--nodaemon --pidfile= cosmic"):
+    for directive in (
+        "Type=notify",
+        "WatchdogSec=",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "ReadWritePaths=",
+        "EnvironmentFile=",
+        "Restart=on-failure",
+        "User=cosmic",
+        "--nodaemon --pidfile= cosmic",
+    ):
         assert directive in service
 
 
 # -- graceful shutdown ---------------------------------------------------------------------
 
 
-def api(d: Daemon, method: str, path: str, body: dict | None = None,
-        token: str | None = None) -> tuple[int, dict]:
+def api(
+    d: Daemon, method: str, path: str, body: dict | None = None, token: str | None = None
+) -> tuple[int, dict]:
     import json
     import urllib.error
     import urllib.request
 
     request = urllib.request.Request(
-        d.url(f"/api/v1/{path}"), method=method,
+        d.url(f"/api/v1/{path}"),
+        method=method,
         data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json",
-                 **({"Authorization": f"Bearer {token}"} if token else {})})
+        headers={
+            "Content-Type": "application/json",
+            **({"Authorization": f"Bearer {token}"} if token else {}),
+        },
+    )
     try:
         with urllib.request.urlopen(request, timeout=15) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -297,8 +373,7 @@ def test_sigterm_while_playing_loses_nothing(daemons) -> None:
     assert api(d, "POST", "auth/register", credentials)[0] == 201
     token = api(d, "POST", "auth/login", credentials)[1]["access_token"]
     for name in ("Ceres", "Pallas", "Vesta"):
-        status, _ = api(d, "POST", "celestial-bodies", {"kind": "asteroid", "name": name},
-                        token)
+        status, _ = api(d, "POST", "celestial-bodies", {"kind": "asteroid", "name": name}, token)
         assert status == 201
     garden_id = api(d, "GET", "players/me", token=token)[1]["garden_id"]
     before = api(d, "GET", f"gardens/{garden_id}", token=token)[1]

@@ -54,7 +54,9 @@ def test_messages_arrive_in_order(listener) -> None:
     notifier.ready()
     notifier.stopping()
     assert received(sock) == [
-        "READY=1\nSTATUS=serving", "RELOADING=1\nMONOTONIC_USEC=100000000", "READY=1",
+        "READY=1\nSTATUS=serving",
+        "RELOADING=1\nMONOTONIC_USEC=100000000",
+        "READY=1",
         "STOPPING=1",
     ]
 

@@ -139,7 +139,7 @@ def test_commands_apply_in_order_at_the_start_of_the_next_tick() -> None:
 
 
 def test_full_queue_refuses_instead_of_growing() -> None:
-    loop, world, clock = make_loop(queue_size=2)
+    loop, _world, clock = make_loop(queue_size=2)
     loop.startService()
     loop.submit("a")
     loop.submit("b")
@@ -175,7 +175,7 @@ def test_a_slow_step_is_an_overrun_not_a_pile_up(logged) -> None:
 
 def test_the_world_waits_while_a_step_holds_it() -> None:
     thread = Thread(manual=True)
-    loop, world, clock = make_loop(thread)
+    loop, _world, clock = make_loop(thread)
     loop.startService()
     clock.advance(1 / 60)
     seen: list[str] = []
