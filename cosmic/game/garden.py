@@ -49,6 +49,9 @@ class Garden:
         factory=lambda: collections.deque(maxlen=EVENT_LOG)
     )
     last_watched: float = 0.0
+    _multipliers: tuple[Any, dict[str, float]] | None = attrs.field(
+        default=None, init=False, repr=False
+    )
 
     # -- events ------------------------------------------------------------------
 
@@ -97,7 +100,11 @@ class Garden:
         self.produced_thought += amounts.get("thought_points", 0.0)
 
     def multipliers(self) -> dict[str, float]:
-        return economy.multipliers(self.upgrades, self.completed)
+        # Computed once per change of upgrades or research, not every second.
+        key = (tuple(self.upgrades.values()), len(self.completed))
+        if self._multipliers is None or self._multipliers[0] != key:
+            self._multipliers = (key, economy.multipliers(self.upgrades, self.completed))
+        return self._multipliers[1]
 
     # -- research ----------------------------------------------------------------
 

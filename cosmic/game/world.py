@@ -547,6 +547,15 @@ class World:
             self._resource_tick(garden, dt_seconds)
 
     def _resource_tick(self, garden: Garden, dt: float) -> None:
+        cols = garden.bodies
+        if (cols.kind == economy.PLANET).any():
+            self._advance_life(garden, dt)
+        garden.rates = self._rates(garden)
+        garden.credit({name: rate * dt for name, rate in garden.rates.items()})
+        self._finish_research(garden, garden.advance_research(dt))
+        garden.touch()
+
+    def _advance_life(self, garden: Garden, dt: float) -> None:
         view = self.buffers.garden(garden.id)
         cols = garden.bodies
         flux = economy.stellar_flux(cols.kind, view.mass, view.position.T)
@@ -569,10 +578,6 @@ class World:
                 previous=rules.LIFE_STAGES[change.old].name,
                 reason=change.reason,
             )
-        garden.rates = self._rates(garden)
-        garden.credit({name: rate * dt for name, rate in garden.rates.items()})
-        self._finish_research(garden, garden.advance_research(dt))
-        garden.touch()
 
     def _finish_research(self, garden: Garden, finished: list[str]) -> None:
         for name in finished:
