@@ -349,6 +349,102 @@ class AuthMetrics:
         )
 
 
+# One broadcast tick: encoding and sending every client's frame.
+_BROADCAST_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5)
+
+
+@attrs.frozen
+class WebSocketMetrics:
+    """The WebSocket protocol at /ws (cosmic.net).  Label values come from
+    fixed sets (message types, codecs, reasons), never from client input."""
+
+    connections: Gauge
+    sessions: Gauge
+    messages_in: Counter
+    messages_out: Counter
+    payload_bytes: Counter
+    rate_limited: Counter
+    coalesced: Counter
+    dropped: Counter
+    handshake_failures: Counter
+    closed: Counter
+    full_syncs: Counter
+    broadcast_duration: Histogram
+
+    @classmethod
+    def create(cls, namespace: str, registry: CollectorRegistry) -> WebSocketMetrics:
+        def make(kind, name, doc, labels=(), **kw):
+            return kind(name, doc, list(labels), namespace=namespace, registry=registry, **kw)
+
+        return cls(
+            connections=make(
+                Gauge, "ws_connections", "Open WebSocket connections, by subprotocol.", ["codec"]
+            ),
+            sessions=make(
+                Gauge,
+                "ws_sessions",
+                "WebSocket sessions: players (distinct, connected), sessions (connected), "
+                "observers (connected and observing another garden), detached (resumable).",
+                ["kind"],
+            ),
+            messages_in=make(
+                Counter,
+                "ws_messages_received",
+                "Client messages received, by type (invalid: could not be decoded or validated).",
+                ["type"],
+            ),
+            messages_out=make(
+                Counter, "ws_messages_sent", "Server messages sent, by type.", ["type"]
+            ),
+            payload_bytes=make(
+                Counter,
+                "ws_payload_bytes",
+                "Message bytes by codec, direction (in, out) and stage: serialized "
+                "(before compression) or encoded (what the WebSocket carries).",
+                ["codec", "direction", "stage"],
+            ),
+            rate_limited=make(
+                Counter,
+                "ws_rate_limited",
+                "Messages or handshakes refused by a rate limit, by scope "
+                "(message, pending, handshake, connections).",
+                ["scope"],
+            ),
+            coalesced=make(
+                Counter,
+                "ws_deltas_coalesced",
+                "State frames skipped for a congested client (folded into its next one).",
+            ),
+            dropped=make(
+                Counter,
+                "ws_messages_dropped",
+                "Non-critical messages dropped for a congested client, by type.",
+                ["type"],
+            ),
+            handshake_failures=make(
+                Counter,
+                "ws_handshake_failures",
+                "Opening handshakes refused, by reason.",
+                ["reason"],
+            ),
+            closed=make(
+                Counter,
+                "ws_connections_closed",
+                "Connections closed by the server, by error code (e.g. WS_CONN_002).",
+                ["code"],
+            ),
+            full_syncs=make(
+                Counter, "ws_full_syncs", "FullStateSync messages sent, by reason.", ["reason"]
+            ),
+            broadcast_duration=make(
+                Histogram,
+                "ws_broadcast_duration_seconds",
+                "Time of one broadcast tick (every client's frame built and written).",
+                buckets=_BROADCAST_BUCKETS,
+            ),
+        )
+
+
 @attrs.frozen
 class Metrics:
     namespace: str
@@ -359,6 +455,7 @@ class Metrics:
     game: GameMetrics
     http: HttpMetrics
     auth: AuthMetrics
+    ws: WebSocketMetrics
 
 
 def create(namespace: str = "cosmic_gardener") -> Metrics:
@@ -374,4 +471,5 @@ def create(namespace: str = "cosmic_gardener") -> Metrics:
         game=GameMetrics.create(namespace, registry),
         http=HttpMetrics.create(namespace, registry),
         auth=AuthMetrics.create(namespace, registry),
+        ws=WebSocketMetrics.create(namespace, registry),
     )

@@ -200,6 +200,14 @@ def makeService(
         reloader=reloader,
         reactor=reactor,
     )
+    from cosmic.net import install_websocket  # the WebSocket protocol at /ws
+
+    websocket = install_websocket(
+        site.resource, settings, game, site.accounts, metrics, reactor, reloader=reloader
+    )
+    for child in websocket.services():
+        child.setServiceParent(root)
+    root.websocket = websocket
     listen = settings.server.endpoint or endpoint_description(
         settings.server.host, settings.server.port
     )

@@ -30,7 +30,7 @@ def namespace(root: Any) -> dict[str, Any]:
     game = root.game
     world, loop = game.world, game.loop
     persistence = root.persistence
-    sessions = getattr(root, "sessions", None)
+    websocket = getattr(root, "websocket", None)
 
     def gardens() -> defer.Deferred[list[dict[str, Any]]]:
         """Loaded gardens: id, owner, name, bodies, event sequence, public."""
@@ -61,16 +61,16 @@ def namespace(root: Any) -> dict[str, Any]:
         return loop.when_idle(read)
 
     def kick(player_id: int, reason: str = "disconnected by an operator") -> int:
-        """Close every WebSocket session of a player (code 4000); how many closed."""
-        if sessions is None:
+        """Close every WebSocket connection of a player (WS_CONN_006); how many closed."""
+        if websocket is None:
             raise RuntimeError("no WebSocket layer in this daemon")
-        return sessions.kick(player_id, reason)
+        return websocket.kick(player_id, reason)
 
     def broadcast(text: str) -> int:
-        """Send a notice to every connected client; how many were sent it."""
-        if sessions is None:
+        """Send a Notice {text} to every connected player; how many were sent it."""
+        if websocket is None:
             raise RuntimeError("no WebSocket layer in this daemon")
-        return sessions.announce(text)
+        return websocket.announce(text)
 
     def reload() -> Any:
         """Re-read the configuration now, as SIGHUP does; returns what was applied."""
@@ -88,8 +88,8 @@ def namespace(root: Any) -> dict[str, Any]:
             "queued_commands": len(loop.queue),
             "unsaved_gardens": len(game.gardens.dirty()),
         }
-        if sessions is not None:
-            result.update(sessions.counts())
+        if websocket is not None:
+            result.update(websocket.counts())
         return result
 
     helpers: dict[str, Callable[..., Any]] = {
@@ -119,5 +119,6 @@ def namespace(root: Any) -> dict[str, Any]:
         "cache": persistence.cache,
         "metrics": root.metrics,
         "settings": LiveSettings(root.reloader),
-        "sessions": sessions,
+        "websocket": websocket,
+        "sessions": None if websocket is None else websocket.sessions,
     }

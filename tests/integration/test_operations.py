@@ -15,12 +15,10 @@ import pytest
 
 from tests.contract.servers import free_port
 from tests.integration.daemon import TWISTD, Daemon, base_environ
+from tests.integration.telnet import Telnet
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-IAC, SB, SE = 255, 250, 240
-WILL, WONT, DO, DONT = 251, 252, 253, 254
 
 
 @pytest.fixture
@@ -79,41 +77,6 @@ def test_notify_ready_reload_watchdog_stopping_in_order(daemons, notify_socket) 
 
 
 # -- manhole ------------------------------------------------------------------------------
-
-
-class Telnet:
-    """Just enough telnet: answers option negotiation, strips it from the text."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.text = bytearray()
-
-    def _feed(self, data: bytes) -> None:
-        i = 0
-        while i < len(data):
-            if data[i] == IAC and i + 2 < len(data) and data[i + 1] in (WILL, WONT, DO, DONT):
-                reply = {WILL: DO, WONT: DONT, DO: WONT, DONT: WONT}[data[i + 1]]
-                self.sock.sendall(bytes([IAC, reply, data[i + 2]]))
-                i += 3
-            elif data[i] == IAC and i + 1 < len(data) and data[i + 1] == SB:
-                end = data.find(bytes([IAC, SE]), i)
-                i = len(data) if end < 0 else end + 2
-            else:
-                self.text.append(data[i])
-                i += 1
-
-    def expect(self, marker: bytes) -> bytes:
-        while marker not in self.text:
-            data = self.sock.recv(4096)
-            if not data:
-                raise AssertionError(f"closed before {marker!r}; got {bytes(self.text)!r}")
-            self._feed(data)
-        before, _, after = bytes(self.text).partition(marker)
-        self.text = bytearray(after)
-        return before
-
-    def line(self, text: str) -> None:
-        self.sock.sendall(text.encode() + b"\r\n")
 
 
 def test_telnet_manhole_evaluates_against_the_live_world(daemons, tmp_path: Path) -> None:

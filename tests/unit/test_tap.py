@@ -102,6 +102,7 @@ def test_make_service_orders_children_and_logs_through_the_configured_format() -
         "persistence",
         "gardens",
         "game",
+        "websocket",
         "web",
     ]
     assert root.reloader.current is options["settings"]

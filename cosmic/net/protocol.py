@@ -1,0 +1,125 @@
+"""The Autobahn protocol: thin glue between WebSocket frames and a Connection.
+
+Handshake: pick the subprotocol (server preference from net.compression),
+refuse a handshake without one we speak, and accept permessage-deflate only
+as the factory's policy allows for that subprotocol.  After that, every
+message goes to ``Connection.received`` and every send comes back through
+``write_message``; nothing here decides anything about the game.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.logger import Logger
+
+from cosmic.net import codec as codecs
+from cosmic.net.connection import Connection
+
+if TYPE_CHECKING:
+    from cosmic.net.backpressure import Outbox
+    from cosmic.net.factory import CosmicWebSocketFactory
+
+log = Logger(namespace="cosmic.net")
+
+
+class CosmicServerProtocol(WebSocketServerProtocol):
+    factory: CosmicWebSocketFactory
+    client_address = "unknown"  # set by the resource before the handshake
+    connection: Connection | None = None
+    _counted = False
+
+    # -- handshake ---------------------------------------------------------------------
+
+    def onConnect(self, request: Any) -> str:
+        server = self.factory.cosmic
+        chosen = codecs.choose(list(request.protocols), server.options.compression)
+        if chosen is None:
+            raise ConnectionDeny(
+                400,
+                "offer one of the subprotocols " + ", ".join(codecs.SUBPROTOCOLS),
+            )
+        self.subprotocol = chosen
+        # Per connection, so the decision can depend on the subprotocol.
+        self.perMessageCompressionAccept = lambda offers: self.factory.accept_deflate(
+            offers, chosen
+        )
+        return chosen
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
+        if not getattr(self, "_failure_counted", False):
+            self._failure_counted = True
+            self.factory.cosmic.handshake_failed(_reason_label(reason, code))
+        super().failHandshake(reason, code, responseHeaders)
+
+    def onOpenHandshakeTimeout(self) -> None:
+        self.factory.cosmic.handshake_failed("timeout")
+        super().onOpenHandshakeTimeout()
+
+    def onOpen(self) -> None:
+        server = self.factory.cosmic
+        self.connection = server.connected(self, self.subprotocol, self.client_address)
+        self.connection.opened()
+
+    # -- frames -------------------------------------------------------------------------
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self.connection is not None:
+            self.connection.received(payload, isBinary)
+
+    def onAutoPong(self, ping_sent: int, ping_seq: int, pong_received: int, rtt: int, _: Any):
+        if self.connection is not None:
+            self.connection.ponged(rtt)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            connection.lost()
+
+    def connectionLost(self, reason: Any) -> None:
+        try:
+            super().connectionLost(reason)
+        finally:
+            connection, self.connection = self.connection, None
+            if connection is not None:
+                connection.lost()
+            self.factory.cosmic.released(self)
+
+    # -- what Connection needs (its Transport protocol) ----------------------------------
+
+    def write_message(self, payload: bytes, binary: bool) -> None:
+        if self.state == self.STATE_OPEN:
+            self.sendMessage(payload, isBinary=binary)
+
+    def close_with(self, code: int, reason: str) -> None:
+        # sendCloseFrame, not sendClose: Autobahn's sendClose only takes the
+        # codes an application may send (1000, 3000-4999), and a server also
+        # sends 1001 (going away), 1008, 1011 ...
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123])
+        elif self.state == self.STATE_CONNECTING:
+            self.dropConnection(abort=True)
+
+    def register_outbox(self, outbox: Outbox) -> None:
+        transport = self.transport
+        try:
+            transport.registerProducer(outbox, True)
+        except RuntimeError:  # someone (twisted.web) is still registered
+            transport.unregisterProducer()
+            transport.registerProducer(outbox, True)
+
+
+def _reason_label(reason: str, code: int) -> str:
+    """A bounded label for ws_handshake_failures from Autobahn's free-text reason."""
+    text = reason.lower()
+    if "origin" in text:
+        return "origin"
+    if "maximum number of connections" in text:
+        return "capacity"
+    if "subprotocol" in text:
+        return "subprotocol"
+    if code >= 500:
+        return "server_error"
+    return "bad_request"
