@@ -60,6 +60,7 @@ RELOADABLE = frozenset(
         "ws.send_queue_bytes",
         "ws.slow_client_timeout",
         "ws.attributes_interval",
+        "ws.idle_interval",
         "logging.level",
         "game.target_tps",
         "game.resource_interval",

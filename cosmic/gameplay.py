@@ -114,7 +114,6 @@ def build_game(
     )
     gardens = Gardens(world, loop, persistence.store, unload_after=game.unload_after)
     writer = persistence.write_behind(gardens)
-    loop.add_hook("flush", settings.database.flush_interval, gardens.capture)
     loop.add_hook("cleanup", game.cleanup_interval, gardens.cleanup)
     built = Game(engine, world, loop, gardens, writer)
     readiness.add("game", built.check)

@@ -7,10 +7,11 @@ several processes share a database later, the lease on a garden is taken
 here too.
 
 ``capture`` copies every changed garden into records while the world is
-idle (the game loop's persistence hook calls it every flush interval); the
-write-behind saver, on its own timer and with its own retry and backoff,
-writes those copies.  So the saver never reads the live world while a
-physics step runs in the worker thread.
+idle; the write-behind saver, on its own timer and with its own retry and
+backoff, calls ``refresh`` (a capture as soon as no physics step runs) at
+the start of every flush and writes those copies.  So the saver never reads
+the live world while a physics step runs in the worker thread, and a flush
+writes the state of its own moment: a crash loses at most one interval.
 """
 
 from __future__ import annotations
@@ -160,6 +161,10 @@ class Gardens(service.Service):
             self._captured[garden_id] = persist.to_records(garden, view, now)
             count += 1
         return count
+
+    def refresh(self) -> defer.Deferred[int]:
+        """Capture as soon as no physics step holds the world (before a save)."""
+        return self.loop.when_idle(self.capture)
 
     def dirty(self) -> list[tuple[int, int]]:
         return [(gid, snap[0].version) for gid, snap in self._captured.items()]

@@ -52,6 +52,11 @@ class Garden:
     _multipliers: tuple[Any, dict[str, float]] | None = attrs.field(
         default=None, init=False, repr=False
     )
+    # The seq ``rates`` were last computed at: bodies, upgrades and research
+    # change only with an event, so without planets (whose life grows every
+    # tick) the rates hold until the next one.
+    rates_seq: int = attrs.field(default=-1, init=False, repr=False)
+    has_planets: bool = attrs.field(default=False, init=False, repr=False)
 
     # -- events ------------------------------------------------------------------
 
@@ -98,6 +103,13 @@ class Garden:
         for name, amount in amounts.items():
             self.resources[name] += amount
         self.produced_thought += amounts.get("thought_points", 0.0)
+
+    def produce(self, seconds: float) -> None:
+        """Credit ``rates`` for ``seconds`` of play."""
+        resources = self.resources
+        for name, rate in self.rates.items():
+            resources[name] += rate * seconds
+        self.produced_thought += self.rates.get("thought_points", 0.0) * seconds
 
     def multipliers(self) -> dict[str, float]:
         # Computed once per change of upgrades or research, not every second.

@@ -547,11 +547,17 @@ class World:
             self._resource_tick(garden, dt_seconds)
 
     def _resource_tick(self, garden: Garden, dt: float) -> None:
-        cols = garden.bodies
-        if (cols.kind == economy.PLANET).any():
+        # Bodies, upgrades and research change only with an event (a new
+        # seq): between events only life moves the rates, so most gardens
+        # skip the numpy work every second.
+        if garden.rates_seq != garden.seq:
+            garden.has_planets = bool((garden.bodies.kind == economy.PLANET).any())
+            garden.rates = self._rates(garden)
+            garden.rates_seq = garden.seq
+        if garden.has_planets:
             self._advance_life(garden, dt)
-        garden.rates = self._rates(garden)
-        garden.credit({name: rate * dt for name, rate in garden.rates.items()})
+            garden.rates = self._rates(garden)
+        garden.produce(dt)
         self._finish_research(garden, garden.advance_research(dt))
         garden.touch()
 

@@ -41,7 +41,7 @@ class Feed:
     """The last frame built for one garden, shared by its clients."""
 
     frame: Frame
-    refreshed_at: float
+    refreshed_tick: int
 
 
 class Broadcaster:
@@ -63,6 +63,7 @@ class Broadcaster:
         self.feeds: dict[int, Feed] = {}
         self._reloading: set[int] = set()
         self.ticks = 0
+        self._built_at = 0.0  # ms: when the running tick started
         # Instrumentation (bench/websocket.py): called after every tick with
         # the clock time the tick started and the frames it built.
         self.listeners: list[Callable[[float, dict[int, Feed]], None]] = []
@@ -72,6 +73,7 @@ class Broadcaster:
     def tick(self) -> None:
         started = self.perf()
         started_at = self.clock.seconds()
+        self._built_at = round(started_at * 1000.0, 3)
         self.ticks += 1
         world = self.game.world
         watched = self.sessions.watched_gardens()
@@ -104,8 +106,23 @@ class Broadcaster:
             self.feeds.pop(garden_id, None)
             self._reload(garden_id)
             return
+        feed = self.feeds.get(garden_id)
+        # Nothing in motion: at most one body (no forces) and it at rest, as
+        # every garden starts; bodies only come with an event (a new seq).
+        quiet = (
+            feed is not None
+            and garden.seq == feed.frame.garden_seq
+            and feed.frame.ids.size <= 1
+            and not feed.frame.velocity.any()
+        )
+        idle_every = max(1, round(self.options.idle_interval * self.options.broadcast_hz))
         ready: list[tuple[Connection, Stream]] = []
         for conn, stream in entries:
+            if quiet and not stream.needs_full and self.ticks - stream.sent_tick < idle_every:
+                # Nothing but resources and research timers, which the client
+                # extrapolates from the rates it has: not worth a message
+                # per player per broadcast.
+                continue
             session = conn.session
             if (
                 stream.role == OBSERVER
@@ -142,13 +159,16 @@ class Broadcaster:
             events[since] = None if delta is None else delta["events"]
             if delta is not None:
                 motion = delta
-        now = self.clock.seconds()
+        # Counted in broadcasts, not seconds: when ticks run late, refreshing
+        # by the clock would rebuild every garden from a snapshot every tick
+        # and make them later still.
+        every = max(1, round(self.options.attributes_interval * self.options.broadcast_hz))
         refresh = (
             feed is None
             or any(s.needs_full for s in streams)
             or any(found is None for found in events.values())
             or garden.seq != feed.frame.garden_seq
-            or now - feed.refreshed_at >= self.options.attributes_interval
+            or self.ticks - feed.refreshed_tick >= every
         )
         frame = None
         if not refresh:
@@ -164,7 +184,7 @@ class Broadcaster:
                 feed.frame = frame
         if frame is None:
             frame = frame_from_snapshot(garden_id, world.snapshot(garden_id), self.options.quanta)
-            self.feeds[garden_id] = Feed(frame, now)
+            self.feeds[garden_id] = Feed(frame, self.ticks)
         return frame, events
 
     def _send(
@@ -175,12 +195,15 @@ class Broadcaster:
         events: dict[int, list[dict[str, Any]] | None],
         request_id: Any = None,
         cache: dict[tuple[int, int], dict[str, Any]] | None = None,
+        built_at: float | None = None,
     ) -> None:
         found = None
         if not stream.needs_full and stream.base is not None:
             found = events.get(stream.base.garden_seq)
         reason = stream.full_reason or ("behind" if found is None else None)
-        kind, data = stream.message(frame, found, self.options.quanta, cache)
+        when = self._built_at if built_at is None else built_at
+        kind, data = stream.message(frame, found, self.options.quanta, cache, when)
+        stream.sent_tick = self.ticks
         if kind == messages.FULL_STATE_SYNC:
             self.metrics.full_syncs.labels(reason=reason or "behind").inc()
         conn.send(kind, data, request_id)
@@ -202,7 +225,8 @@ class Broadcaster:
             stream.force_full("reloaded")
             raise WsError("WS_SYNC_004", f"garden {stream.garden_id} is being loaded; retry")
         frame, events = self._frame(stream.garden_id, garden, [stream])
-        self._send(conn, stream, frame, events, request_id)
+        built_at = round(self.clock.seconds() * 1000.0, 3)
+        self._send(conn, stream, frame, events, request_id, built_at=built_at)
 
     def observe(
         self, conn: Connection, session: Session, garden_id: int, request_id: Any

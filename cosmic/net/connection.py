@@ -37,13 +37,15 @@ log = Logger(namespace="cosmic.net")
 
 RATE_ERROR_INTERVAL = 1.0  # seconds between WS_RATE_001 reports to one client
 MAX_REASON_BYTES = 123  # what a close frame can carry
+# Closes for flooding or malformed input: no close handshake, the server hangs up.
+HOSTILE = ("WS_RATE_", "WS_PROTO_")
 
 
 class Transport(Protocol):
     """What a Connection needs from the WebSocket underneath."""
 
     def write_message(self, payload: bytes, binary: bool) -> None: ...
-    def close_with(self, code: int, reason: str) -> None: ...
+    def close_with(self, code: int, reason: str, *, hang_up: bool = False) -> None: ...
     def register_outbox(self, outbox: Outbox) -> None: ...
 
 
@@ -315,4 +317,8 @@ class Connection:
         self.metrics.closed.labels(code=code).inc()
         reason = f"{code}: {message}" if message else code
         encoded = reason.encode("utf-8")[:MAX_REASON_BYTES].decode("utf-8", "ignore")
-        self.transport.close_with(ws_code if ws_code is not None else close_code(code), encoded)
+        self.transport.close_with(
+            ws_code if ws_code is not None else close_code(code),
+            encoded,
+            hang_up=code.startswith(HOSTILE),
+        )

@@ -259,6 +259,7 @@ class Stream:
         self.sent: collections.deque[tuple[int, Frame]] = collections.deque(maxlen=keep)
         self.full_reason: str | None = "new"
         self.coalesced = 0
+        self.sent_tick = 0  # the broadcast that last sent this stream a frame
 
     @property
     def needs_full(self) -> bool:
@@ -286,6 +287,7 @@ class Stream:
         events: list[dict[str, Any]] | None,
         quanta: Quanta,
         cache: dict[tuple[int, int], dict[str, Any]] | None = None,
+        server_time: float | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """The next message for this stream, and record it as sent.
 
@@ -293,9 +295,13 @@ class Stream:
         None when the event log no longer reaches that far (full sync).
         ``cache`` (for one broadcast, while its frames live) shares the body
         of identical deltas and full syncs between clients of one garden.
+        ``server_time`` (ms) is when the frame was built, so that a client can
+        measure how late it arrives.
         """
         self.sequence += 1
-        head = {"garden_id": self.garden_id, "sequence": self.sequence}
+        head: dict[str, Any] = {"garden_id": self.garden_id, "sequence": self.sequence}
+        if server_time is not None:
+            head["server_time"] = server_time
         if self.needs_full or events is None or self.base is None:
             if current.header is None:
                 raise ValueError("a full sync needs a frame built from a snapshot")

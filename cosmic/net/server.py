@@ -34,6 +34,7 @@ log = Logger(namespace="cosmic.net")
 
 PATH = b"ws"
 BROADCAST_HOOK = "broadcast"
+SESSION_GAUGE_DELAY = 0.5  # s
 
 
 class WebSocketServer:
@@ -51,6 +52,7 @@ class WebSocketServer:
         self.options = options
         self.metrics = metrics
         self.clock = clock
+        self._counting: Any = None
         self.reactor = reactor
         self.origins = OriginPolicy(options.allowed_origins)
         self.handshakes = KeyedBuckets(
@@ -133,6 +135,15 @@ class WebSocketServer:
                 d.callback(None)
 
     def _count_sessions(self) -> None:
+        # Counting walks every session: once per burst of changes, not per
+        # change (10,000 players authenticating made it quadratic).
+        if self._counting is None or not self._counting.active():
+            self._counting = self.clock.callLater(SESSION_GAUGE_DELAY, self._set_session_gauges)
+
+    def _set_session_gauges(self) -> None:
+        if self._counting is not None and self._counting.active():
+            self._counting.cancel()
+        self._counting = None
         for kind, value in self.sessions.counts().items():
             self.metrics.sessions.labels(kind=kind).set(value)
 
@@ -239,7 +250,8 @@ class WebSocketService(service.Service):
         # every connection with 1001 and a reason, then drop session timers.
         super().stopService()
         closing = self.server.close_all(1001, "the server is shutting down")
-        return closing.addCallback(lambda _: self.server.sessions.clear())
+        closing.addCallback(lambda _: self.server.sessions.clear())
+        return closing.addCallback(lambda _: self.server._set_session_gauges())
 
 
 def install_websocket(

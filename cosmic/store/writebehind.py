@@ -8,7 +8,10 @@ The game owns the live gardens and gives this saver a *source*:
   garden is no longer in memory).  It must not share mutable objects (the
   state dict) with the live garden: the save reads it after the call;
 * ``saved(garden_id, version)``: the store has that version; the source marks
-  the garden clean only if its version is still ``version``.
+  the garden clean only if its version is still ``version``;
+* optionally ``refresh() -> Deferred``: bring the copies up to date; every
+  flush awaits it first, so that what a flush writes is at most as old as
+  the flush itself (a kill loses at most one interval, not two).
 
 Every ``database.flush_interval`` (a LoopingCall on the injected clock) the
 saver snapshots the dirty gardens a batch of ``database.save_batch_size`` at
@@ -161,9 +164,12 @@ class WriteBehind(service.Service):
 
     async def _flush(self) -> int:
         start = self._clock.seconds()
-        dirty = self._pending()
         saved = 0
         try:
+            refresh = getattr(self.source, "refresh", None)
+            if refresh is not None:
+                await refresh()
+            dirty = self._pending()
             for first in range(0, len(dirty), self.batch_size):
                 batch = dirty[first : first + self.batch_size]
                 saved += await self._save_batch([gid for gid, _ in batch])

@@ -17,6 +17,14 @@
 
 ``RateLimiter`` is the per-address token bucket the router applies to the auth
 routes (429 with Retry-After).
+
+``CosmicChannel`` (the Site's HTTP/1.1 channel) puts deadlines on reading a
+request: its headers within ``HEADER_TIMEOUT`` seconds of its first byte, its
+body within ``BODY_TIMEOUT`` seconds of its headers, else 408 and the
+connection closed.  twisted.web alone only has an idle timeout that every
+received byte restarts, so a client sending one header byte every few seconds
+(slowloris) or a body a byte at a time (slow POST) would hold its connection
+for ever.  Its malformed-request answer is a JSON 400 like every other error.
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ access_log = Logger(namespace="cosmic.web.access")
 
 DRAIN_LIMIT = 1024 * 1024  # bytes past the limit read and dropped before the early 413
 LINGER = 5.0  # seconds an early 413's connection keeps reading before it is cut
+HEADER_TIMEOUT = 10.0  # seconds from a request's first byte to the end of its headers
+BODY_TIMEOUT = 30.0  # seconds from the end of a request's headers to the end of its body
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-Id"
@@ -172,6 +182,107 @@ class Cors:
 
     def allow_origin_header(self, origin: str) -> bytes:
         return b"*" if self.any_origin else origin.encode("latin-1")
+
+
+# -- the site and its requests ----------------------------------------------------------
+
+
+def _plain_response(status: bytes, body: dict[str, Any]) -> bytes:
+    """A whole JSON response written straight to the transport, then a close."""
+    payload = dumps(body)
+    return (
+        b"HTTP/1.1 %s\r\nContent-Type: application/json; charset=utf-8\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n"
+        % (status, len(payload))
+    ) + payload
+
+
+class CosmicChannel(http.HTTPChannel):
+    """twisted.web's HTTP/1.1 channel with deadlines on reading a request
+    (see the module docstring)."""
+
+    _deadline: Any = None
+
+    def dataReceived(self, data: bytes) -> None:
+        # Line mode and no request in hand: these bytes start a request's head.
+        if self._deadline is None and self.line_mode and not self._handlingRequest:
+            self._arm(self.site.header_timeout, "headers")
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        self._disarm()
+        super().allHeadersReceived()
+        request = self.requests[-1] if self.requests else None
+        if self.length != 0 and not getattr(request, "_rejected", False):
+            self._arm(self.site.body_timeout, "body")
+
+    def allContentReceived(self) -> None:
+        self._disarm()
+        super().allContentReceived()
+
+    def connectionLost(self, reason: Any) -> None:
+        self._disarm()
+        super().connectionLost(reason)
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # twisted.web's bare "400 Bad Request" without a body, made JSON.
+        self._disarm()
+        if self.transport is not None:
+            self.transport.write(
+                _plain_response(
+                    b"400 Bad Request",
+                    error_body("HTTP_400", "malformed request line or headers"),
+                )
+            )
+        self.loseConnection()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # LineReceiver just drops the connection; say why first.
+        self._disarm()
+        if self.transport is not None:
+            self.transport.write(
+                _plain_response(
+                    b"431 Request Header Fields Too Large",
+                    error_body(
+                        "HTTP_431",
+                        f"the request line or a header line is longer than {self.MAX_LENGTH} bytes",
+                    ),
+                )
+            )
+        self.loseConnection()
+
+    def _arm(self, seconds: float, part: str) -> None:
+        self._disarm()
+        self._deadline = self.callLater(seconds, self._expired, seconds, part)
+
+    def _disarm(self) -> None:
+        deadline, self._deadline = self._deadline, None
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+
+    def _expired(self, seconds: float, part: str) -> None:
+        self._deadline = None
+        if self.transport is None or self._handlingRequest:
+            return  # taken over (WebSocket) or already answering
+        log.debug(
+            "request {part} not received within {seconds:g} s from {peer}: closing",
+            part=part,
+            seconds=seconds,
+            peer=str(self.transport.getPeer()),
+        )
+        site = self.site
+        if site.http_metrics is not None:
+            site.http_metrics.requests.labels(method="other", status="408").inc()
+        self.transport.write(
+            _plain_response(
+                b"408 Request Timeout",
+                error_body("HTTP_408", f"the request's {part} took longer than {seconds:g} s"),
+            )
+        )
+        self.persistent = False
+        if self.abortTimeout is not None:  # a client that does not read either
+            self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)
+        self.loseConnection()
 
 
 # -- the site and its requests ----------------------------------------------------------
@@ -389,8 +500,12 @@ class CosmicSite(server.Site):
         api_prefix: bytes = b"/api/",
         perf: Callable[[], float] = time.perf_counter,
         reactor: Any = None,
+        header_timeout: float = HEADER_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         super().__init__(root, requestFactory=CosmicRequest, reactor=reactor)
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
         self.http_metrics = http_metrics
         self.cors = cors
         self.max_body_bytes = max_body_bytes
@@ -400,6 +515,11 @@ class CosmicSite(server.Site):
         self.perf = perf
         self.displayTracebacks = False
         self.noisy = False  # no 'Starting factory' lines; WebService logs the address
+
+    def protocol(self) -> Any:  # type: ignore[override]
+        # What twisted.web's _genericHTTPChannelProtocolFactory builds (the
+        # wrapper that also speaks HTTP/2 after ALPN), with our channel.
+        return http._GenericHTTPChannelProtocol(CosmicChannel())
 
     def _api(self, path: bytes) -> bool:
         return self.api_router is not None and path.startswith(self.api_prefix)

@@ -24,6 +24,16 @@ BIN = Path(sys.executable).parent
 TWISTD = str(BIN / "twistd")
 
 Event = dict[str, Any]
+# The test environment's password hashing already; spelled out for daemons
+# that run another environment.
+FAST_ARGON2 = (
+    "--set",
+    "auth.argon2_time_cost=1",
+    "--set",
+    "auth.argon2_memory_kib=8",
+    "--set",
+    "auth.argon2_parallelism=1",
+)
 
 
 def base_environ(**extra: str) -> dict[str, str]:

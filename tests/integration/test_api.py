@@ -15,20 +15,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.contract.servers import TempDatabase, pg_reachable, redis_reachable
-from tests.integration.daemon import Daemon, base_environ
+from tests.integration.daemon import FAST_ARGON2, Daemon, base_environ
 
 pytestmark = pytest.mark.integration
 
 V1 = "/api/v1"
 PASSWORD = "an integration password"
-FAST_ARGON2 = (
-    "--set",
-    "auth.argon2_time_cost=1",
-    "--set",
-    "auth.argon2_memory_kib=8",
-    "--set",
-    "auth.argon2_parallelism=1",
-)
 
 
 class Client:

@@ -102,6 +102,8 @@ def test_wheel_holds_the_compiled_kernel_spec_and_plugin(installed: Path) -> Non
     for backend in ("postgresql", "sqlite"):
         assert list((installed / "cosmic" / "store" / "migrations" / backend).glob("*.sql"))
     assert (installed / "twisted" / "plugins" / "cosmic_plugin.py").is_file()
+    static = installed / "cosmic" / "web" / "static"
+    assert (static / "index.html").is_file() and (static / "js" / "main.js").is_file()
     assert not (installed / "twisted" / "__init__.py").exists()
     assert not (installed / "twisted" / "plugins" / "__init__.py").exists()
     shipped = {p.name for p in installed.rglob("etc/cosmic/*.conf")}

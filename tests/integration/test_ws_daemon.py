@@ -17,19 +17,10 @@ from twisted.internet import reactor
 from cosmic.net import codec as codecs
 from cosmic.net.client import connect
 from tests.contract.servers import free_port
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import FAST_ARGON2, Daemon
 from tests.integration.telnet import Telnet
 
 pytestmark = pytest.mark.integration
-
-FAST_ARGON2 = (
-    "--set",
-    "auth.argon2_time_cost=1",
-    "--set",
-    "auth.argon2_memory_kib=8",
-    "--set",
-    "auth.argon2_parallelism=1",
-)
 
 
 def post(daemon: Daemon, path: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -113,6 +114,8 @@ class WorldMachine(RuleBasedStateMachine):
         mass = self._total_mass()
         self.world.resource_tick(seconds)
         assert self._total_mass() == mass
+        # Rates are kept between events: they must be what a fresh count gives.
+        assert self.garden.rates == pytest.approx(self.world._rates(self.garden))
 
     @invariant()
     def resources_never_negative(self) -> None:

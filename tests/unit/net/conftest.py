@@ -40,8 +40,9 @@ class FakeTransport:
     def write_message(self, payload: bytes, binary: bool) -> None:
         self.frames.append((payload, binary))
 
-    def close_with(self, code: int, reason: str) -> None:
+    def close_with(self, code: int, reason: str, *, hang_up: bool = False) -> None:
         self.closed_with = (code, reason)
+        self.hung_up = hang_up
 
     def register_outbox(self, outbox: Any) -> None:
         self.producer = outbox
@@ -94,6 +95,9 @@ class Harness:
             "message_rate_burst": 1000,
             "message_rate_per_second": 1000.0,
             "auth_timeout": 10.0,
+            # Every broadcast sends, at rest or not (test_broadcast.py covers
+            # the idle pacing).
+            "idle_interval": 0.0,
         }
         self.options = WsOptions(**{**defaults, **options})
         self.issuer = TokenIssuer(

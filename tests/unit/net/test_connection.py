@@ -40,6 +40,7 @@ def test_the_auth_timeout_closes_the_connection() -> None:
     assert conn.test_transport.errors() == ["WS_AUTH_007"]
     assert conn.test_transport.closed_with[0] == 4107
     assert conn.test_transport.closed_with[1].startswith("WS_AUTH_007")
+    assert not conn.test_transport.hung_up  # a close handshake, as usual
     h.stop()
 
 
@@ -63,6 +64,7 @@ def test_a_flood_is_dropped_reported_once_a_second_then_closed() -> None:
     h.send(conn, "Heartbeat")
     assert conn.test_transport.closed_with[0] == 4303
     assert conn.test_transport.errors()[-1] == "WS_RATE_003"
+    assert conn.test_transport.hung_up  # no close handshake with a flooder
     frames = len(conn.test_transport.frames)
     for _ in range(1000):
         h.send(conn, "Heartbeat")  # after the close: ignored, nothing grows
@@ -82,7 +84,7 @@ def test_invalid_messages_get_typed_errors_then_a_close() -> None:
     transport = conn.test_transport
     assert transport.errors() == ["WS_PROTO_001", "WS_PROTO_003", "WS_PROTO_005", "WS_PROTO_008"]
     assert [rid for k, _, rid in transport.messages()][1] == 9  # the id is echoed
-    assert transport.closed_with[0] == 4408
+    assert transport.closed_with[0] == 4408 and transport.hung_up
     h.stop()
 
 
@@ -93,7 +95,7 @@ def test_an_lz4_bomb_closes_the_connection_at_once() -> None:
     conn = h.connect(codecs.MSGPACK_LZ4)
     conn.received(lz4.frame.compress(b"\x00" * (20 * 1024 * 1024)), True)
     assert conn.test_transport.errors() == ["WS_PROTO_006"]
-    assert conn.test_transport.closed_with[0] == 4406
+    assert conn.test_transport.closed_with[0] == 4406 and conn.test_transport.hung_up
     h.stop()
 
 

@@ -321,3 +321,19 @@ def test_flush_returns_how_many_were_saved(count: int) -> None:
         h.world.change(g, total_mass=1.0)
     assert h.result(h.writer.flush()) == count
     assert h.store.calls["save_gardens"] == math.ceil(count / 200)
+
+
+def test_every_flush_refreshes_the_source_first() -> None:
+    """A source with ``refresh`` brings its copies up to date before each
+    flush reads them: a flush writes the state of its own moment."""
+    h = Harness()
+    pending: list[defer.Deferred[None]] = []
+    h.world.refresh = lambda: pending.append(defer.Deferred()) or pending[-1]
+    h.writer.startService()
+    h.clock.advance(5.0)
+    assert len(pending) == 1 and h.store.calls["save_gardens"] == 0  # waits for it
+    h.world.change(1, game_time=42.0)  # what the refresh captures
+    pending[0].callback(None)
+    assert h.stored(1)[0].game_time == 42.0
+    h.clock.advance(5.0)
+    assert len(pending) == 2
