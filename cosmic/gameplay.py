@@ -64,7 +64,6 @@ class Game:
             resources=game.resource_interval,
             broadcast=1.0 / game.broadcast_hz,
             cleanup=game.cleanup_interval,
-            flush=settings.database.flush_interval,
         )
         self.gardens.unload_after = game.unload_after
 

@@ -65,6 +65,8 @@ class RootService(service.MultiService):
         self._starting: defer.Deferred[None] | None = None
         self._pending: defer.Deferred[Any] | None = None
         self._state = "stopped"
+        self._stopping_child: str | None = None
+        self._stop_deadline_passed = False
         self.fatal: tuple[str, str] | None = None
         readiness.add("startup", self._check)
 
@@ -156,18 +158,34 @@ class RootService(service.MultiService):
             return defer.succeed(None)
         self._run_hooks(self.on_stopping)
         stopping = defer.ensureDeferred(self._stop_children())
-        stopping.addTimeout(self._stop_timeout, self._reactor, self._stop_timed_out)
-        return stopping
+        # Not Deferred.addTimeout: its handler runs only once the Deferred
+        # fires, and a cancelled coroutine goes on to stop the next child,
+        # which may stall too; the deadline has to end the wait by itself.
+        done: defer.Deferred[None] = defer.Deferred()
+        deadline = self._reactor.callLater(self._stop_timeout, self._stop_timed_out, stopping, done)
 
-    def _stop_timed_out(self, result: Any, timeout: float) -> None:
+        def finished(_: Any) -> None:
+            if deadline.active():
+                deadline.cancel()
+            if not done.called:
+                done.callback(None)
+
+        stopping.addBoth(finished)
+        return done
+
+    def _stop_timed_out(self, stopping: defer.Deferred[None], done: defer.Deferred[None]) -> None:
         # Stopping stalled (a flush that cannot reach the database, say): let
         # the process end, but not with a clean status.
+        self._stop_deadline_passed = True
         log.critical(
-            "shutdown took longer than {timeout:g} s (server.shutdown_timeout); "
-            "exiting with what has been saved",
-            timeout=timeout,
+            "shutdown took longer than {timeout:g} s (server.shutdown_timeout), "
+            "still stopping {child}; exiting with what has been saved",
+            timeout=self._stop_timeout,
+            child=self._stopping_child or "a child still starting",
         )
         self._on_fatal(SHUTDOWN_TIMED_OUT)
+        done.callback(None)
+        stopping.cancel()  # the stalled child is abandoned; the rest still get a stop
 
     async def _stop_children(self) -> None:
         if not self.running:
@@ -184,10 +202,16 @@ class RootService(service.MultiService):
         while self._started:
             child = self._started.pop()
             name = getattr(child, "name", "?")
+            self._stopping_child = name
             try:
                 await defer.maybeDeferred(child.stopService)
+            except defer.CancelledError:
+                if not self._stop_deadline_passed:
+                    log.failure("{child} failed to stop cleanly", child=name)
+                # else: the deadline's critical line already names it
             except Exception:
                 log.failure("{child} failed to stop cleanly", child=name)
             else:
                 log.debug("stopped {child}", child=name)
+        self._stopping_child = None
         self._state = "failed to start" if was_failed else "stopped"

@@ -1,8 +1,8 @@
 """The game loop service: the one piece of cosmic.game that knows Twisted.
 
 Separate LoopingCalls drive physics (GAME_LOOP_TARGET_TPS), resources (1 Hz),
-the broadcast hook, the persistence-flush hook and cleanup.  The physics step
-runs in one dedicated worker thread (the compiled kernels release the GIL),
+the broadcast hook and cleanup.  The physics step runs in one dedicated
+worker thread (the compiled kernels release the GIL),
 and while it runs the reactor does not touch the world: everything else that
 reads or changes the world waits for the step to hand the world back.  A tick
 that raises is logged and counted and the loop goes on; a tick that comes
@@ -138,7 +138,7 @@ class GameLoop(service.Service):
 
     def add_hook(self, name: str, interval: float, work: Callable[[], Any]) -> None:
         """Run ``work`` every ``interval`` seconds while no step holds the world
-        (broadcast, persistence flush, cleanup).  Add hooks before starting."""
+        (broadcast, cleanup).  Add hooks before starting."""
         self._add(name, interval, lambda: self.when_idle(work))
 
     # -- lifecycle ---------------------------------------------------------------

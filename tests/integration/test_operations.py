@@ -107,6 +107,60 @@ def test_telnet_manhole_evaluates_against_the_live_world(daemons, tmp_path: Path
     assert d.stop() == 0
 
 
+def test_manhole_helpers_read_the_live_gardens_and_reload(daemons, tmp_path: Path) -> None:
+    passwd = tmp_path / "manhole.passwd"
+    passwd.write_text("ops:s3cret-words\n")
+    config = tmp_path / "cosmic.conf"
+    config.write_text("[game]\ntarget_tps = 60\n")
+    port = free_port()
+    d = daemons(
+        "--config",
+        str(config),
+        "--set",
+        f"manhole.port={port}",
+        "--set",
+        f"manhole.passwd_file={passwd}",
+    )
+    d.start()
+    d.wait_for(lambda e: e.get("namespace") == "cosmic.manhole")
+    credentials = {"username": "gardener", "password": "correct horse battery"}
+    assert api(d, "POST", "auth/register", credentials)[0] == 201
+    token = api(d, "POST", "auth/login", credentials)[1]["access_token"]
+    status, _ = api(d, "POST", "celestial-bodies", {"kind": "asteroid", "name": "Ceres"}, token)
+    assert status == 201  # the garden is loaded now, with its star and Ceres
+    me = api(d, "GET", "players/me", token=token)[1]
+    garden_id = me["garden_id"]
+
+    session = Telnet(port)
+    session.login("ops", "s3cret-words")
+    # gardens() and garden() answer with Deferreds (the world may be mid-step):
+    # keep their results, then read them once both have arrived.
+    session.line("out = {}")
+    session.line("gardens().addCallback(lambda r: out.__setitem__('all', r)) and None")
+    session.line(f"garden({garden_id}).addCallback(lambda r: out.__setitem__('one', r)) and None")
+    for _ in range(50):
+        if session.evaluate("sorted(out)") == b"['all', 'one']":
+            break
+    else:
+        raise AssertionError("gardens() / garden() never called back")
+    listed = session.evaluate("[(g['id'], g['owner'], g['bodies']) for g in out['all']]")
+    assert listed == f"[({garden_id}, {me['id']}, 2)]".encode()
+    header = session.evaluate("out['one']['garden']['id'], out['one']['garden']['owner_id']")
+    assert header == f"{garden_id}, {me['id']}".encode()  # evaluate() unpacks a tuple
+    counts = session.evaluate("{k: n for k, n in sorted(out['one']['bodies'].items()) if n}")
+    assert counts == b"{'asteroid': 1, 'star': 1}"
+
+    config.write_text("[game]\ntarget_tps = 30\n")
+    outcome = session.evaluate("reload()")
+    assert outcome == (
+        b"ReloadOutcome(applied=('game.target_tps',), needs_restart=(), problems=())"
+    )
+    assert session.evaluate("settings.game.target_tps, loop.rates['physics'].interval") == (
+        f"30, {1 / 30!r}".encode()
+    )
+    assert d.stop() == 0
+
+
 @pytest.mark.skipif(
     shutil.which("ssh-keygen") is None or shutil.which("ssh") is None,
     reason="OpenSSH client not installed",

@@ -1,11 +1,14 @@
-"""The assembled game: readiness check and reload of rates and physics options."""
+"""The assembled game: readiness check, reload of rates and physics options, and
+the one start-up line naming the physics kernels in use."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 
 from cosmic import metrics
 from cosmic.config import ConfigRequest, load
@@ -64,3 +67,36 @@ def test_reload_changes_rates_and_physics(tmp_path: Path) -> None:
     assert game.world.time_scale == 0.5
     assert (game.engine.theta, game.engine.simd_threshold) == (0.7, 64)
     assert game.gardens.unload_after == 5
+
+
+def kernel_lines(events: list[dict]) -> list[dict]:
+    return [e for e in events if e.get("log_format", "").startswith("physics kernels:")]
+
+
+def test_the_numpy_fallback_is_logged_once_with_its_reason(tmp_path: Path, monkeypatch) -> None:
+    # None in sys.modules makes the import fail as a missing build does.
+    monkeypatch.setitem(sys.modules, "cosmic.physics._kernels", None)
+    with capturedLogs() as events:
+        _, clock, game = assemble(tmp_path)
+        game.loop.startService()
+        for _ in range(60):
+            clock.advance(1 / 60)
+        game.on_reload(load(ConfigRequest(environment="test")), ())
+        clock.advance(1 / 60)
+    assert game.engine.implementation == "reference"
+    [line] = kernel_lines(events)
+    assert line["implementation"] == "reference"
+    assert line["reason"].startswith("compiled kernels unavailable (")
+    assert line["log_level"] == LogLevel.info
+    text = formatEvent(line)
+    assert text.startswith("physics kernels: reference (compiled kernels unavailable")
+
+
+def test_the_implementation_in_use_is_logged_once_at_start(tmp_path: Path) -> None:
+    with capturedLogs() as events:
+        _, clock, game = assemble(tmp_path)
+        game.loop.startService()
+        clock.advance(1.0)
+    [line] = kernel_lines(events)
+    assert line["implementation"] == game.engine.implementation
+    assert line["reason"] == game.engine.implementation_reason

@@ -1,13 +1,19 @@
-"""sd_notify datagrams on real UNIX sockets, path and abstract."""
+"""sd_notify datagrams on real UNIX sockets, path and abstract; the watchdog
+pings driven by the game loop as tap wires it."""
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
+from twisted.internet import defer
+from twisted.internet.testing import MemoryReactorClock
 
+from cosmic import tap
 from cosmic.ops.sdnotify import Notifier
 
 
@@ -91,3 +97,62 @@ def test_a_missing_socket_is_counted_not_raised(tmp_path: Path) -> None:
     notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
     assert notifier.send(READY=1) is False
     assert notifier.dropped == 1
+
+
+class Worker:
+    """Stands in for the physics thread: steps finish at once until held."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.pending: list[tuple[Any, defer.Deferred[Any]]] = []
+
+    def __call__(self, f: Any) -> defer.Deferred[Any]:
+        if not self.held:
+            return defer.maybeDeferred(f)
+        d: defer.Deferred[Any] = defer.Deferred()
+        self.pending.append((f, d))
+        return d
+
+    def release(self) -> None:
+        self.held = False
+        for f, d in self.pending:
+            defer.maybeDeferred(f).chainDeferred(d)
+        self.pending = []
+
+
+def test_a_stalled_game_loop_stops_the_watchdog_pings(listener) -> None:
+    sock, name = listener
+    reactor = MemoryReactorClock()
+    environ = {"NOTIFY_SOCKET": name, "WATCHDOG_USEC": "2000000"}
+    options = tap.Options(environ=environ, stdout=io.StringIO(), stderr=io.StringIO())
+    options.parseOptions(["--env", "test"])
+    root = tap.makeService(
+        options, reactor=reactor, stream=io.StringIO(), on_fatal=lambda code: None
+    )
+    loop = root.game.loop
+    notifier = loop.on_tick.__self__  # what tap wired: the daemon's own Notifier
+    assert isinstance(notifier, Notifier)
+    notifier._monotonic = reactor.seconds  # one clock for the loop and the pings
+    worker = Worker()
+    loop._run_in_thread = worker
+    loop.startService()
+    try:
+        for _ in range(180):  # three seconds at 60 Hz, a ping per second
+            reactor.advance(1 / 60)
+        assert received(sock) == ["WATCHDOG=1"] * 3
+
+        worker.held = True  # a physics step that does not come back
+        ticks = loop.ticks
+        for _ in range(600):
+            reactor.advance(1 / 60)
+        assert loop.ticks == ticks
+        assert received(sock) == []  # systemd would restart the daemon now
+
+        worker.release()
+        assert received(sock) == ["WATCHDOG=1"]
+        for _ in range(120):
+            reactor.advance(1 / 60)
+        assert received(sock) == ["WATCHDOG=1"] * 2
+    finally:
+        worker.release()
+        loop.stopService()

@@ -11,7 +11,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 
 from cosmic.readiness import Readiness
-from cosmic.service import START_FAILED, RootService
+from cosmic.service import SHUTDOWN_TIMED_OUT, START_FAILED, RootService
 
 
 class Child(service.Service):
@@ -37,12 +37,14 @@ class Child(service.Service):
 
 
 class Harness:
-    def __init__(self, timeout: float = 10.0) -> None:
+    def __init__(self, timeout: float = 10.0, stop_timeout: float = 30.0) -> None:
         self.reactor = MemoryReactorClock()
         self.readiness = Readiness(self.reactor)
         self.fatal: list[int] = []
         self.journal: list[tuple[str, str]] = []
-        self.root = RootService(self.reactor, self.readiness, self.fatal.append, timeout)
+        self.root = RootService(
+            self.reactor, self.readiness, self.fatal.append, timeout, stop_timeout=stop_timeout
+        )
 
     def child(self, name: str, **kwargs: Any) -> Child:
         child = Child(name, self.journal, **kwargs)
@@ -195,6 +197,57 @@ def test_child_stop_failure_is_logged_and_others_still_stop(logged) -> None:
     assert h.root.stopService().called
     assert h.journal[2:] == [("stop", "b"), ("stop", "a")]
     assert any(e.get("child") == "b" and e.get("log_failure") for e in logged)
+
+
+def test_a_stop_that_never_finishes_ends_at_the_shutdown_timeout(logged) -> None:
+    h = Harness(stop_timeout=30.0)
+    h.child("store")
+    h.child("game", stop=defer.Deferred())  # never fires, no canceller
+    h.child("web")
+    h.start()
+    stopping = h.root.stopService()
+    h.reactor.advance(29.9)
+    assert not stopping.called
+    assert h.fatal == []
+    h.reactor.advance(0.2)
+    assert h.fatal == [SHUTDOWN_TIMED_OUT]
+    assert stopping.called  # twistd's shutdown goes on
+    # Abandoning the stalled child still gives the ones before it their stop.
+    assert h.journal[3:] == [("stop", "web"), ("stop", "game"), ("stop", "store")]
+    critical = [e for e in logged if e.get("log_level") == LogLevel.critical]
+    assert len(critical) == 1
+    assert critical[0]["child"] == "game"
+    assert critical[0]["timeout"] == 30.0
+    assert "server.shutdown_timeout" in critical[0]["log_format"]
+
+
+def test_the_shutdown_timeout_holds_when_the_next_child_stalls_too(logged) -> None:
+    h = Harness(stop_timeout=30.0)
+    h.child("store", stop=defer.Deferred())  # a flush that cannot reach the database
+    h.child("game", stop=defer.Deferred())
+    h.start()
+    stopping = h.root.stopService()
+    h.reactor.advance(30.1)
+    assert h.fatal == [SHUTDOWN_TIMED_OUT]
+    assert stopping.called
+    assert h.journal[2:] == [("stop", "game"), ("stop", "store")]
+    critical = [e for e in logged if e.get("log_level") == LogLevel.critical]
+    assert [e["child"] for e in critical] == ["game"]
+    h.reactor.advance(300)
+    assert h.fatal == [SHUTDOWN_TIMED_OUT]  # reported once
+
+
+def test_a_stop_in_time_disarms_the_shutdown_timeout() -> None:
+    h = Harness(stop_timeout=30.0)
+    stopped: defer.Deferred[None] = defer.Deferred()
+    h.child("game", stop=stopped)
+    h.start()
+    stopping = h.root.stopService()
+    h.reactor.advance(29.0)
+    stopped.callback(None)
+    assert stopping.called
+    h.reactor.advance(60.0)
+    assert h.fatal == []
 
 
 def test_stop_twice_is_harmless() -> None:

@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
 
 from cosmic.game.loop import GameLoop, QueueFull
+from cosmic.metrics import create as create_metrics
 
 
 class Job:
@@ -155,7 +156,8 @@ def test_full_queue_refuses_instead_of_growing() -> None:
 
 def test_a_slow_step_is_an_overrun_not_a_pile_up(logged) -> None:
     thread = Thread(manual=True)
-    loop, world, clock = make_loop(thread)
+    metrics = create_metrics("t")
+    loop, world, clock = make_loop(thread, metrics=metrics.game)
     loop.startService()
     clock.advance(1 / 60)
     assert world.count("prepare") == 1
@@ -168,6 +170,9 @@ def test_a_slow_step_is_an_overrun_not_a_pile_up(logged) -> None:
     clock.advance(1 / 60)
     assert world.count("prepare") == 2
     assert loop.rates["physics"].overruns == 5
+    overruns = "t_game_tick_overruns_total"
+    assert metrics.registry.get_sample_value(overruns, {"loop": "physics"}) == 5
+    assert metrics.registry.get_sample_value(overruns, {"loop": "resources"}) is None
     warning = next(e for e in logged if e.get("log_level") == LogLevel.warn)
     assert warning["missed"] == 5
     assert (warning["gardens"], warning["bodies"]) == (3, 42)

@@ -1,11 +1,13 @@
-"""The connection pool's logic, on task.Clock with a fake connector."""
+"""The connection pool's logic, on task.Clock with a fake connector; and the
+real PostgreSQL connector's own connect timeout, which needs no server."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from twisted.internet import defer, error, task
+import pytest_twisted
+from twisted.internet import defer, error, protocol, task
 from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 
@@ -13,6 +15,7 @@ from cosmic.metrics import create as create_metrics
 from cosmic.store.backoff import Backoff
 from cosmic.store.errors import PoolExhausted, StoreUnavailable
 from cosmic.store.pool import Pool
+from cosmic.store.postgres import PostgresStore
 
 
 class FakeConn:
@@ -363,3 +366,48 @@ def test_acquire_can_be_cancelled() -> None:
     waiter.cancel()
     assert pool.waiting == 0
     waiter.addErrback(lambda f: f.trap(defer.CancelledError))
+
+
+class Silent(protocol.Protocol):
+    """Accepts the connection and never says a word, like a wedged server."""
+
+    def __init__(self, accepted: list[Silent]) -> None:
+        self.accepted = accepted
+        self.received = b""
+
+    def connectionMade(self) -> None:
+        self.accepted.append(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_server_that_accepts_and_never_answers_times_out_clearly() -> None:
+    from twisted.internet import reactor
+
+    accepted: list[Silent] = []
+    factory = protocol.Factory.forProtocol(lambda: Silent(accepted))
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    where = f"127.0.0.1:{port.getHost().port}"
+    store = PostgresStore(
+        f"host=127.0.0.1 port={port.getHost().port} user=cosmic dbname=cosmic password=hunter2",
+        reactor=reactor,
+        min_size=1,
+        connect_timeout=0.5,
+    )
+    try:
+        # The outer bound only turns a hang (the bug this guards) into a failure.
+        opening = store.open().addTimeout(20, reactor)
+        with pytest.raises(StoreUnavailable) as caught:
+            await opening
+    finally:
+        for silent in accepted:
+            silent.transport.abortConnection()
+        await port.stopListening()
+    message = str(caught.value)
+    assert f"no connection to postgresql://cosmic@{where}/cosmic within 0.5 s" in message
+    assert "hunter2" not in message
+    assert accepted, "the client never reached the listener: not a connect timeout"
+    assert accepted[0].received, "the client sent nothing, so nothing went unanswered"
+    assert store.pool.state == "closed"
