@@ -103,7 +103,7 @@ class LifeChange:
     index: int
     old: int
     new: int
-    reason: str  # "evolved" | "extinct"
+    reason: str  # "evolved" | "extinct" | "stalled" | "resumed" (old == new)
 
 
 def advance_life(
@@ -121,7 +121,8 @@ def advance_life(
     In the zone: lifeless planets start microbial life after a delay, living
     ones grow logistically and advance when both population and time in the
     stage reach the thresholds.  Out of it: life stalls, and dies after
-    LIFE_STALL_SECONDS.
+    LIFE_STALL_SECONDS.  Stalling and resuming are reported once each, when
+    they start, not every tick.
     """
     changes: list[LifeChange] = []
     planets = kind == PLANET
@@ -129,10 +130,16 @@ def advance_life(
     outside = planets & ~in_zone
     alive = stage > 0
 
+    for i in np.flatnonzero(inside & alive & (outside_time > 0.0)):
+        changes.append(LifeChange(int(i), int(stage[i]), int(stage[i]), "resumed"))
     outside_time[inside] = 0.0
+    leaving = outside & alive & (outside_time == 0.0) & (dt > 0.0)
     outside_time[outside & alive] += dt
     stage_time[outside & ~alive] = 0.0
-    dying = np.flatnonzero(outside & alive & (outside_time >= rules.LIFE_STALL_SECONDS))
+    dies = outside & alive & (outside_time >= rules.LIFE_STALL_SECONDS)
+    for i in np.flatnonzero(leaving & ~dies):
+        changes.append(LifeChange(int(i), int(stage[i]), int(stage[i]), "stalled"))
+    dying = np.flatnonzero(dies)
     for i in dying:
         changes.append(LifeChange(int(i), int(stage[i]), 0, "extinct"))
     stage[dying] = 0

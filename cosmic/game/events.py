@@ -2,7 +2,8 @@
 
 An event is a type name plus plain data (numbers, strings, lists), so the
 protocol layer can encode it as it is.  Each carries the garden's sequence
-number at the time it happened.
+number at the time it happened.  Resources are not an event: every state
+delta carries them (docs/game.rst, "Where the daemon differs from GAME.md").
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ EVOLUTION = "Evolution"
 RESEARCH_STARTED = "ResearchStarted"
 RESEARCH_DONE = "ResearchDone"
 UPGRADE_BOUGHT = "UpgradeBought"
-RESOURCE_UPDATE = "ResourceUpdate"
 OFFLINE_PROGRESS = "OfflineProgress"
 TRANSCENDED = "Transcended"
 GARDEN_UPDATED = "GardenUpdated"
+
+# Evolution reasons: "evolved", "extinct", "stalled", "resumed" (from
+# economy.advance_life) and "merger" (a promotion took a planet's life).
 
 # BodyDestroyed reasons
 COLLIDED = "collision"

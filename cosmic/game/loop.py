@@ -1,7 +1,8 @@
 """The game loop service: the one piece of cosmic.game that knows Twisted.
 
-Separate LoopingCalls drive physics (GAME_LOOP_TARGET_TPS), resources (1 Hz),
-the broadcast hook and cleanup.  The physics step runs in one dedicated
+Separate LoopingCalls drive physics (GAME_LOOP_TARGET_TPS), resources (each
+garden once per resource interval, a slice of the gardens at a time), the
+broadcast hook and cleanup.  The physics step runs in one dedicated
 worker thread (the compiled kernels release the GIL),
 and while it runs the reactor does not touch the world: everything else that
 reads or changes the world waits for the step to hand the world back.  A tick
@@ -35,14 +36,16 @@ class World(Protocol):
     def apply_command(self, command: Any) -> Any: ...
     def prepare_step(self, dt_seconds: float) -> Any: ...
     def finish_step(self, job: Any) -> None: ...
-    def resource_tick(self, dt_seconds: float) -> None: ...
+    def resource_tick_slice(self, index: int, slices: int, dt_seconds: float) -> None: ...
     def load(self) -> dict[str, int]: ...
 
 
 class _Rate:
     """One LoopingCall with error containment and overrun accounting."""
 
-    def __init__(self, loop: GameLoop, name: str, interval: float, work: Callable[[], Any]) -> None:
+    def __init__(
+        self, loop: GameLoop, name: str, interval: float, work: Callable[[int], Any]
+    ) -> None:
         self.name = name
         self.interval = interval
         self._loop = loop
@@ -50,27 +53,47 @@ class _Rate:
         self.calls = 0
         self.overruns = 0
         self.errors = 0
-        self._call = task.LoopingCall.withCount(self._tick)
-        self._call.clock = loop.clock
-        self._done: defer.Deferred[Any] | None = None
+        self._call: task.LoopingCall | None = None
+        self._busy = False  # a tick's Deferred has not fired yet
+        self._restart = False  # the interval changed while busy
+
+    @property
+    def running(self) -> bool:
+        return self._call is not None and self._call.running
 
     def start(self) -> None:
-        self._done = self._call.start(self.interval, now=False)
-        self._done.addErrback(self._died)
+        # A fresh LoopingCall every time: restarting one whose tick is still
+        # in flight would schedule a second delayed call when that tick ends.
+        call = task.LoopingCall.withCount(self._tick)
+        call.clock = self._loop.clock
+        self._call = call
+        call.start(self.interval, now=False).addErrback(self._died)
 
     def _died(self, failure: Failure) -> None:  # pragma: no cover - _tick never raises
         log.failure("{rate} loop died", failure=failure, rate=self.name)
 
     def set_interval(self, interval: float) -> None:
+        """Takes effect from the next tick: at once when idle, else as soon
+        as the tick in flight has finished."""
         if interval == self.interval:
             return
         self.interval = interval
-        if self._call.running:
-            self._call.stop()
-            self.start()
+        if not self.running:
+            return
+        if self._busy:
+            self._restart = True
+        else:
+            self._replace()
+
+    def _replace(self) -> None:
+        assert self._call is not None
+        self._call.stop()
+        self.start()
 
     def stop(self) -> None:
-        if self._call.running:
+        self._restart = False
+        if self.running:
+            assert self._call is not None
             self._call.stop()
 
     def _tick(self, count: int) -> defer.Deferred[None] | None:
@@ -80,15 +103,25 @@ class _Rate:
             self.overruns += count - 1
             self._loop.overrun(self.name, count - 1)
         try:
-            result = self._work()
+            result = self._work(count)
         except Exception:
             self._failed(Failure())
             return None
         if isinstance(result, defer.Deferred):
             # Returning the Deferred makes LoopingCall wait for it: a slow
             # step delays the next tick (an overrun) instead of piling up.
-            return result.addErrback(self._failed)
+            self._busy = True
+            return result.addErrback(self._failed).addBoth(self._settled)
         return None
+
+    def _settled(self, result: Any) -> Any:
+        self._busy = False
+        if self._restart:
+            # The old LoopingCall is between ticks now (no call scheduled):
+            # stopping it only ends it, and the new one starts from here.
+            self._restart = False
+            self._replace()
+        return result
 
     def _failed(self, failure: Failure) -> None:
         self.errors += 1
@@ -104,6 +137,7 @@ class GameLoop(service.Service):
         *,
         tps: int,
         resource_interval: float = 1.0,
+        slices: int = 10,
         queue_size: int = 10_000,
         clock: Any,
         reactor: Any = None,
@@ -127,11 +161,18 @@ class GameLoop(service.Service):
         self.last_step_seconds = 0.0
         self.last_tick_at: float | None = None
         self.ticks = 0
+        if slices < 1:
+            raise ValueError(f"slices must be at least 1, got {slices}")
+        # The resource pass is spread over ``slices`` ticks per interval so
+        # that no single reactor turn walks every garden (docs/game.rst).
+        self.slices = slices
+        self.resource_interval = resource_interval
+        self._next_slice = 0
         self.rates: dict[str, _Rate] = {}
-        self._add("physics", 1.0 / tps, self._physics)
-        self._add("resources", resource_interval, self._resources)
+        self._add("physics", 1.0 / tps, lambda _count: self._physics())
+        self._add("resources", resource_interval / slices, self._resources)
 
-    def _add(self, name: str, interval: float, work: Callable[[], Any]) -> None:
+    def _add(self, name: str, interval: float, work: Callable[[int], Any]) -> None:
         if name in self.rates:
             raise ValueError(f"the game loop already has a {name} rate")
         self.rates[name] = _Rate(self, name, interval, work)
@@ -139,7 +180,7 @@ class GameLoop(service.Service):
     def add_hook(self, name: str, interval: float, work: Callable[[], Any]) -> None:
         """Run ``work`` every ``interval`` seconds while no step holds the world
         (broadcast, cleanup).  Add hooks before starting."""
-        self._add(name, interval, lambda: self.when_idle(work))
+        self._add(name, interval, lambda _count: self.when_idle(work))
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -176,7 +217,10 @@ class GameLoop(service.Service):
         if tps is not None:
             self.rates["physics"].set_interval(1.0 / tps)
         for name, interval in intervals.items():
-            if name in self.rates:
+            if name == "resources":
+                self.resource_interval = interval
+                self.rates[name].set_interval(interval / self.slices)
+            elif name in self.rates:
                 self.rates[name].set_interval(interval)
 
     # -- the world hand-off ------------------------------------------------------
@@ -259,9 +303,21 @@ class GameLoop(service.Service):
         stepping.addBoth(release)
         return stepping
 
-    def _resources(self) -> defer.Deferred[None]:
-        interval = self.rates["resources"].interval
-        return self.when_idle(lambda: self.world.resource_tick(interval))
+    def _resources(self, count: int) -> defer.Deferred[None]:
+        # Slices missed by an overrun run now, so every garden is still
+        # advanced once per interval; a whole interval missed is lost, as it
+        # was before slicing.
+        due = []
+        for _ in range(min(count, self.slices)):
+            due.append(self._next_slice)
+            self._next_slice = (self._next_slice + 1) % self.slices
+        interval, slices = self.resource_interval, self.slices
+
+        def work() -> None:
+            for index in due:
+                self.world.resource_tick_slice(index, slices, interval)
+
+        return self.when_idle(work)
 
     # -- accounting --------------------------------------------------------------
 

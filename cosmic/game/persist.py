@@ -14,7 +14,7 @@ import numpy as np
 
 from cosmic.game import rules
 from cosmic.game.garden import ActiveResearch, Garden
-from cosmic.store.records import BodyRecord, GardenRecord
+from cosmic.game.records import BodyRecord, GardenRecord
 
 STATE_FORMAT = 1
 _STAGE_CODE = {stage.name: stage.code for stage in rules.LIFE_STAGES}

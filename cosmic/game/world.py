@@ -97,6 +97,10 @@ class World:
         self.offline_cap = offline_cap
         self.seed = seed
         self.gardens: dict[int, Garden] = {}
+        # Resource slot per garden, dealt round-robin as gardens arrive and
+        # kept while loaded: the loop advances a slot's gardens together.
+        self._slots: dict[int, int] = {}
+        self._next_slot = 0
 
     # -- gardens in and out ----------------------------------------------------------
 
@@ -130,6 +134,8 @@ class World:
             raise ValueError(f"garden {garden.id} is already loaded")
         self.buffers.add_garden(garden.id, radius=rules.GARDEN_RADIUS)
         self.gardens[garden.id] = garden
+        self._slots[garden.id] = self._next_slot
+        self._next_slot += 1
 
     def attach(self, garden: Garden, columns: dict[str, np.ndarray], saved_at: float) -> Garden:
         """Load a saved garden and credit its owner for the time away (capped)."""
@@ -177,6 +183,7 @@ class World:
 
     def detach(self, garden_id: int) -> Garden:
         garden = self.gardens.pop(garden_id)
+        self._slots.pop(garden_id, None)
         self.buffers.remove_garden(garden_id)
         return garden
 
@@ -227,13 +234,16 @@ class World:
         elif cmd.parent_id is not None:
             raise InvalidPlacement("only moons take a parent")
         garden.check_affordable(kind.cost, f"a {kind.name}")
+        if velocity is not None and float(np.linalg.norm(velocity)) > rules.MAX_SPEED:
+            raise InvalidPlacement(f"speed is limited to {rules.MAX_SPEED:g} AU/year")
+        # Every check that can fail comes before the placement draws: a
+        # failed command must leave the garden's rng where it was.
         if position is None:
             position = self._free_spot(garden, view, kind, parent)
-        self._check_position(view, position, kind.radius)
+        else:
+            self._check_position(view, position, kind.radius)
         if velocity is None:
             velocity = self._circular_velocity(view, position, parent)
-        elif float(np.linalg.norm(velocity)) > rules.MAX_SPEED:
-            raise InvalidPlacement(f"speed is limited to {rules.MAX_SPEED:g} AU/year")
         body_id = self._add_body(
             garden, kind, position, velocity, kind.mass, kind.radius, self.now()
         )
@@ -292,6 +302,7 @@ class World:
     def _free_spot(
         self, garden: Garden, view: Any, kind: rules.BodyKind, parent: int | None
     ) -> np.ndarray:
+        state = garden.rng.getstate()
         for _ in range(_PLACEMENT_TRIES):
             angle = garden.rng.uniform(0.0, 2.0 * math.pi)
             if parent is not None:
@@ -306,6 +317,7 @@ class World:
             except InvalidPlacement:
                 continue
             return spot
+        garden.rng.setstate(state)  # the command fails: as if never drawn
         raise InvalidPlacement("found no free place for the body; give a position")
 
     @staticmethod
@@ -527,8 +539,19 @@ class World:
         kind = rules.KINDS[current]
         cols.kind[row] = kind.code
         if kind.code != rules.KINDS["planet"].code and cols.stage[row]:
+            lost = rules.LIFE_STAGES[int(cols.stage[row])].name
             cols.stage[row] = 0  # only planets carry life
             cols.population[row] = 0.0
+            cols.stage_time[row] = 0.0
+            cols.outside_time[row] = 0.0
+            garden.emit(
+                events.EVOLUTION,
+                body_id=int(cols.ids[row]),
+                stage=rules.LIFE_STAGES[0].name,
+                previous=lost,
+                reason="merger",
+                kind=current,
+            )
         view.radius[row] = max(float(view.radius[row]), kind.radius)
         self.buffers.touch(garden.id)
         return start
@@ -543,8 +566,18 @@ class World:
         )
 
     def resource_tick(self, dt_seconds: float) -> None:
+        """Advance every garden by ``dt_seconds``."""
         for garden in self.gardens.values():
             self._resource_tick(garden, dt_seconds)
+
+    def resource_tick_slice(self, index: int, slices: int, dt_seconds: float) -> None:
+        """Advance by ``dt_seconds`` only the gardens whose slot is ``index``
+        modulo ``slices``: called for each index in turn, every garden is
+        advanced once per round."""
+        slots = self._slots
+        for garden_id, garden in self.gardens.items():
+            if slots[garden_id] % slices == index:
+                self._resource_tick(garden, dt_seconds)
 
     def _resource_tick(self, garden: Garden, dt: float) -> None:
         # Bodies, upgrades and research change only with an event (a new

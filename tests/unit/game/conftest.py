@@ -62,6 +62,8 @@ def fingerprint(world: World, garden_id: int = 1) -> dict[str, Any]:
             "pos": view.position.tolist(),
             "vel": view.velocity.tolist(),
             "radius": view.radius.tolist(),
+            # Placement draws from it: a failed command must not move it on.
+            "rng": g.rng.getstate(),
         }
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import threading
 from typing import Any
 
@@ -45,8 +46,8 @@ class FakeWorld:
     def finish_step(self, job: Job) -> None:
         self.journal.append(("finish", job.dt))
 
-    def resource_tick(self, dt: float) -> None:
-        self.journal.append(("resources", dt))
+    def resource_tick_slice(self, index: int, slices: int, dt: float) -> None:
+        self.journal.append(("resources", (index, slices, dt)))
         if self.fail_resources:
             raise RuntimeError("resource bug")
 
@@ -55,6 +56,9 @@ class FakeWorld:
 
     def count(self, kind: str) -> int:
         return sum(1 for entry in self.journal if entry[0] == kind)
+
+    def slices(self) -> list[tuple[int, int, float]]:
+        return [entry[1] for entry in self.journal if entry[0] == "resources"]
 
 
 class Thread:
@@ -112,7 +116,12 @@ def test_tick_counts_at_each_rate() -> None:
     loop.startService()
     advance(clock, 60.0, 1 / 240)
     assert world.count("finish") == 3600
-    assert world.count("resources") == 60
+    # Ten slices a second, each slice once a second, each a whole second.
+    slices = world.slices()
+    assert len(slices) == 600
+    assert collections.Counter(index for index, _, _ in slices) == dict.fromkeys(range(10), 60)
+    assert {(n, dt) for _, n, dt in slices} == {(10, 1.0)}
+    assert [index for index, _, _ in slices[:12]] == [*range(10), 0, 1]
     assert hooks == {"broadcast": 600, "flush": 12, "cleanup": 2}
     assert all(r.overruns == 0 for r in loop.rates.values())
 
@@ -202,9 +211,9 @@ def test_a_tick_that_raises_is_logged_counted_and_the_loop_goes_on(logged) -> No
     world.fail_resources = False
     advance(clock, 1.0, 1 / 240)
     assert loop.rates["physics"].errors == 60
-    assert loop.rates["resources"].errors == 1
+    assert loop.rates["resources"].errors == 10
     assert world.count("finish") == 60
-    assert world.count("resources") == 2
+    assert world.count("resources") == 20
     failures = [e for e in logged if e.get("log_failure") is not None]
     assert {e["loop"] for e in failures} == {"physics", "resources"}
 
@@ -217,6 +226,78 @@ def test_rates_change_while_running() -> None:
     loop.set_rates(tps=30)
     advance(clock, 1.0, 1 / 240)
     assert world.count("finish") == 90
+
+
+def drive(clock: Clock, thread: Thread, seconds: float, step: float = 1 / 240) -> None:
+    """``advance``, with the "worker thread" finishing each step at once."""
+    for _ in range(round(seconds / step)):
+        clock.advance(step)
+        while thread.pending:
+            thread.complete()
+    clock.advance(step / 2)
+
+
+def test_a_rate_change_while_ticks_are_in_flight_applies_from_the_next_tick() -> None:
+    thread = Thread(manual=True)
+    loop, world, clock = make_loop(thread)
+    broadcasts: list[float] = []
+    loop.add_hook("broadcast", 0.1, lambda: broadcasts.append(clock.seconds()))
+    loop.startService()
+    clock.advance(1 / 60)  # the first step starts and does not finish
+    clock.advance(0.1 - 1 / 60)  # the broadcast and a resource slice wait for it
+    assert (world.count("prepare"), broadcasts, world.slices()) == (1, [], [])
+    loop.set_rates(tps=30, resources=2.0, broadcast=0.05)
+    thread.complete()
+    assert world.count("finish") == 1 and len(broadcasts) == 1
+    assert world.slices() == [(0, 10, 1.0)]  # that slice was due under the old rate
+    # One pending call per rate: a restarted LoopingCall left behind would
+    # be a second one (and tick on after stop).
+    assert len(clock.getDelayedCalls()) == 3
+    assert loop.rates["resources"].interval == pytest.approx(0.2)
+
+    # A quarter interval past the end: a tick a hair late (float time) still counts.
+    drive(clock, thread, 1.0 + 1 / 120)
+    assert world.count("finish") == 1 + 30
+    assert len(broadcasts) == 1 + 20
+    assert world.slices()[1:] == [(i, 10, 2.0) for i in range(1, 6)]
+    assert all(r.overruns == 0 and r.errors == 0 for r in loop.rates.values())
+
+    stopped = loop.stopService()
+    assert stopped.called
+    assert clock.getDelayedCalls() == []
+    drive(clock, thread, 1.0)  # nothing left to tick, nothing raises
+    assert world.count("prepare") == 31 and len(broadcasts) == 21
+
+
+def test_a_rate_change_then_stop_while_a_step_is_in_flight() -> None:
+    thread = Thread(manual=True)
+    loop, world, clock = make_loop(thread)
+    loop.startService()
+    clock.advance(1 / 60)
+    loop.set_rates(tps=30)
+    stopped = loop.stopService()
+    assert not stopped.called
+    thread.complete()
+    assert stopped.called
+    assert clock.getDelayedCalls() == []
+    drive(clock, thread, 1.0)
+    assert world.count("prepare") == 1
+
+
+def test_resource_slices_missed_by_an_overrun_run_late_not_never() -> None:
+    thread = Thread(manual=True)
+    loop, world, clock = make_loop(thread)
+    loop.startService()
+    clock.advance(1 / 60)
+    for _ in range(80):  # a step of a third of a second: slices 1 and 2 come due meanwhile
+        clock.advance(1 / 240)
+    thread.complete()
+    assert [index for index, _, _ in world.slices()] == [0]
+    drive(clock, thread, 0.1 - 1 / 240)  # the late tick catches up
+    assert [index for index, _, _ in world.slices()] == [0, 1, 2, 3]
+    assert loop.rates["resources"].overruns == 2
+    drive(clock, thread, 0.6)
+    assert [index for index, _, _ in world.slices()] == [*range(10)]
 
 
 def test_stop_waits_for_the_step_in_flight() -> None:

@@ -194,20 +194,39 @@ def test_growth_is_logistic_and_research_speeds_it() -> None:
 def test_outside_the_zone_life_stalls_then_dies() -> None:
     life = Life()
     life.stage[0], life.population[0] = 2, 5e6
-    assert life.run(False, 119.0) == []
+    # The stall is told once, when it starts, not every second of it.
+    (stalled,) = life.run(False, 119.0)
+    assert (stalled.old, stalled.new, stalled.reason) == (2, 2, "stalled")
     assert life.population[0] == 5e6 and life.stage[0] == 2
     (change,) = life.run(False, 1.0)
     assert (change.old, change.new, change.reason) == (2, 0, "extinct")
     assert life.population[0] == 0.0
+    assert life.run(False, 10.0) == []  # nothing left to stall
+
+
+def test_dying_in_one_long_tick_is_told_once_as_extinction() -> None:
+    life = Life()
+    life.stage[0], life.population[0] = 3, 6e7
+    (change,) = life.run(False, 600.0, dt=600.0)
+    assert (change.old, change.new, change.reason) == (3, 0, "extinct")
 
 
 def test_returning_to_the_zone_resets_the_stall() -> None:
     life = Life()
     life.stage[0], life.population[0] = 1, 1e4
-    life.run(False, 100.0)
-    life.run(True, 1.0)
-    assert life.run(False, 100.0) == []
+    assert [c.reason for c in life.run(False, 100.0)] == ["stalled"]
+    (resumed,) = life.run(True, 1.0)
+    assert (resumed.old, resumed.new, resumed.reason) == (1, 1, "resumed")
+    assert [c.reason for c in life.run(False, 100.0)] == ["stalled"]
     assert life.stage[0] == 1
+
+
+def test_lifeless_planets_and_zero_time_never_stall() -> None:
+    life = Life(n=2)
+    life.stage[1], life.population[1] = 2, 5e6
+    args = (life.kind, np.zeros(2, bool), life.stage, life.population, life.stage_time)
+    assert economy.advance_life(*args, life.outside, 0.0) == []  # no time passed yet
+    assert [(c.index, c.reason) for c in life.run(False, 5.0)] == [(1, "stalled")]
 
 
 def test_only_planets_live() -> None:

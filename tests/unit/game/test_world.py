@@ -100,6 +100,21 @@ def test_bad_placement_changes_nothing(world, kwargs, error) -> None:
     assert fingerprint(world) == before
 
 
+def test_a_failed_create_does_not_draw_from_the_gardens_rng(world, monkeypatch) -> None:
+    state = world.garden(1).rng.getstate()
+    with pytest.raises(errors.InvalidPlacement, match="speed"):
+        create(world, "asteroid", velocity=(1e6, 0, 0))  # refused before any draw
+    assert world.garden(1).rng.getstate() == state
+
+    def nowhere(*args) -> None:
+        raise errors.InvalidPlacement("occupied")
+
+    monkeypatch.setattr(world, "_check_position", nowhere)
+    with pytest.raises(errors.InvalidPlacement, match="no free place"):
+        create(world, "asteroid")  # drew a spot 32 times, then gave up
+    assert world.garden(1).rng.getstate() == state
+
+
 def test_unknown_kind_locked_kind_and_unaffordable(world) -> None:
     before = fingerprint(world)
     with pytest.raises(errors.UnknownKind):
