@@ -8,6 +8,10 @@ Refresh tokens rotate: every refresh marks the presented token used (atomically,
 in the store) and issues a new one in the same *family*.  Presenting a token
 that was already used means two parties hold it (a stolen copy, or a client
 that kept an old one): the whole family is revoked and both must log in again.
+
+With a ``SessionCache`` (``sessions=``), ``authenticate`` reads the account
+through the "sessions" cache; every change of the account (display name,
+deletion) and every logout or family revocation invalidates it afterwards.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from cosmic.auth import (
     refresh_token_hash,
 )
 from cosmic.store import errors as store_errors
+from cosmic.store.cached import SessionCache
 from cosmic.store.interface import Store
 from cosmic.store.records import AccountRecord, RefreshTokenRecord
 
@@ -169,8 +174,10 @@ class Accounts:
         clock: Any,
         refresh_ttl: float,
         metrics: Any = None,
+        sessions: SessionCache | None = None,
     ) -> None:
         self.store = store
+        self.sessions = sessions
         self.hasher = hasher
         self.tokens = tokens
         self.clock = clock
@@ -226,9 +233,23 @@ class Accounts:
         return record
 
     async def authenticate(self, access_token: str) -> tuple[Claims, AccountRecord]:
-        """Verify an access token and load its account (TokenError, AccountGone)."""
+        """Verify an access token and load its account (TokenError, AccountGone).
+
+        With a session cache the record comes without its password hash
+        (see cosmic.store.cached); change an account through ``get``.
+        """
         claims = self.tokens.verify(access_token)
-        return claims, await self.get(claims.account_id)
+        if self.sessions is None:
+            return claims, await self.get(claims.account_id)
+        account_id = claims.account_id
+        record = await self.sessions.account(account_id, lambda: self.store.get_account(account_id))
+        if record is None:
+            raise AccountGone("this account no longer exists")
+        return claims, record
+
+    async def _forget_session(self, account_id: int) -> None:
+        if self.sessions is not None:
+            await self.sessions.invalidate(account_id)
 
     async def rename(self, account_id: int, display_name: str) -> AccountRecord:
         shown = clean_display_name(display_name)
@@ -237,10 +258,16 @@ class Accounts:
             return await self.store.update_account(attrs.evolve(record, display_name=shown))
         except store_errors.NotFound:
             raise AccountGone("this account no longer exists") from None
+        finally:
+            # Whatever the outcome: a failed write may still have committed.
+            await self._forget_session(account_id)
 
     async def delete(self, account_id: int) -> bool:
         """The account, its gardens, bodies and refresh tokens (the store cascades)."""
-        deleted = await self.store.delete_account(account_id)
+        try:
+            deleted = await self.store.delete_account(account_id)
+        finally:
+            await self._forget_session(account_id)
         if deleted:
             self._count("delete")
             log.info("deleted account {account_id}", account_id=account_id)
@@ -307,6 +334,7 @@ class Accounts:
                 raise RefreshInvalid("unknown refresh token")
             if record.used_at is not None:
                 revoked = await self.store.revoke_token_family(record.family_id)
+                await self._forget_session(record.account_id)
                 self._count("refresh_reused")
                 log.warn(
                     "refresh token reused for account {account_id}: revoked its family "
@@ -336,4 +364,5 @@ class Accounts:
         record = await self.store.get_refresh_token(refresh_token_hash(refresh_token))
         if record is not None:
             await self.store.revoke_token_family(record.family_id)
+            await self._forget_session(record.account_id)
             self._count("logout")

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import attrs
+from twisted.internet import threads
 from twisted.logger import Logger
 
 from cosmic.game.loop import GameLoop
@@ -95,7 +96,9 @@ def build_game(
     readiness: Readiness,
 ) -> Game:
     game = settings.game
-    engine = PhysicsEngine(simd_threshold=settings.physics.simd_threshold, metrics=metrics.physics)
+    # The same options a reload applies: otherwise a configured theta or
+    # softening would be ignored until the first SIGHUP.
+    engine = PhysicsEngine(**physics_options(settings), metrics=metrics.physics)
     log.info(
         "physics kernels: {implementation} ({reason})",
         implementation=engine.implementation,
@@ -111,7 +114,17 @@ def build_game(
         reactor=reactor,
         metrics=metrics.game,
     )
-    gardens = Gardens(world, loop, persistence.store, unload_after=game.unload_after)
+    gardens = Gardens(
+        world,
+        loop,
+        persistence.store,
+        unload_after=game.unload_after,
+        snapshots=persistence.snapshots,
+        # Turning captured copies into records costs ~125 ms per 1000 gardens:
+        # too long for the reactor thread.  The reactor's own pool, so it is
+        # sized by and joined with the reactor.
+        run_in_thread=lambda f: threads.deferToThreadPool(reactor, reactor.getThreadPool(), f),
+    )
     writer = persistence.write_behind(gardens)
     loop.add_hook("cleanup", game.cleanup_interval, gardens.cleanup)
     built = Game(engine, world, loop, gardens, writer)

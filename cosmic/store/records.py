@@ -4,6 +4,10 @@ backend applies before writing (so all backends refuse the same values).
 The store knows nothing of game rules.  ``GardenRecord.state`` is the game's
 opaque JSON document; the store only requires that it is JSON that comes back
 equal (string keys, finite numbers, no NUL character).
+
+``GardenRecord`` and ``BodyRecord`` are defined in ``cosmic.game.records``, so
+that the domain can build them without importing the store (and Twisted);
+they are re-exported here.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from cosmic.game.records import BodyRecord, GardenRecord
 from cosmic.store.errors import InvalidValue
 
 # Limits, in Unicode code points (an astral character such as an emoji counts
@@ -53,43 +58,6 @@ class RefreshTokenRecord:
     expires_at: float
     used_at: float | None = None
     revoked: bool = False
-
-
-@attrs.frozen
-class GardenRecord:
-    id: int
-    owner_id: int
-    name: str
-    public: bool
-    created_at: float
-    saved_at: float  # wall-clock epoch of the state: the basis of offline progress
-    game_time: float
-    state: dict[str, Any] = attrs.field(hash=False)
-    total_mass: float = 0.0
-    thought_points: float = 0.0
-    transcended_at: float | None = None
-    version: int = 0
-
-
-@attrs.frozen
-class BodyRecord:
-    garden_id: int
-    body_id: int
-    kind: str
-    name: str
-    mass: float
-    radius: float
-    px: float
-    py: float
-    pz: float
-    vx: float
-    vy: float
-    vz: float
-    level: int
-    created_at: float
-    life_stage: str | None = None
-    population: float = 0.0
-    life_progress: float = 0.0
 
 
 @attrs.frozen

@@ -8,6 +8,7 @@ For ``makeService``::
     writer = persistence.write_behind(world)           # the game's GardenSource
     writer.setServiceParent(root)                      # before the game loop service
     reloader.subscribe(persistence.on_reload)
+    root.on_stopping.append(persistence.stopping)      # the saver's deadline starts
 
 and for ``--migrate-only``: ``migrate(settings, reactor)`` (a Deferred of the
 names of the migrations applied).
@@ -31,6 +32,7 @@ from cosmic.config import shown_value
 from cosmic.metrics import Metrics
 from cosmic.readiness import Check, Readiness
 from cosmic.settings import Settings
+from cosmic.store.cached import SESSION_TTL, SessionCache, SnapshotCache
 from cosmic.store.interface import Store
 from cosmic.store.leaderboards import Leaderboards
 from cosmic.store.postgres import PostgresStore
@@ -40,6 +42,10 @@ from cosmic.store.writebehind import GardenSource, WriteBehind
 log = Logger(namespace="cosmic.store")
 
 DEFAULT_KEY_PREFIX = "cosmic:"
+# The saver's share of server.shutdown_timeout: the rest is for what stops
+# before it (sessions, the game loop) and after it (cache, pool), so that its
+# "not saved" report is logged before the root's deadline ends the process.
+WRITER_SHUTDOWN_SHARE = 0.8
 
 
 class StoreService(service.Service):
@@ -142,7 +148,8 @@ def make_cache(
 
 class Persistence:
     """What build_persistence returns: the store, the cache, their services,
-    named cache views, leaderboards, and the write-behind saver factory."""
+    named cache views, leaderboards, the session and snapshot caches, and
+    the write-behind saver factory."""
 
     def __init__(
         self,
@@ -165,6 +172,8 @@ class Persistence:
         self.leaderboards = Leaderboards(
             store, self.cache_view("leaderboards"), settings.cache.leaderboard_ttl
         )
+        self.sessions = SessionCache(self.cache_view("sessions"), SESSION_TTL)
+        self.snapshots = SnapshotCache(self.cache_view("snapshots"), settings.cache.snapshot_ttl)
         self.writers: list[WriteBehind] = []
 
     def cache_view(self, name: str) -> CacheView:
@@ -185,12 +194,18 @@ class Persistence:
             clock=self.reactor,
             interval=self.settings.database.flush_interval,
             batch_size=self.settings.database.save_batch_size,
+            stop_timeout=WRITER_SHUTDOWN_SHARE * self.settings.server.shutdown_timeout,
             metrics=self.metrics.store if self.metrics else None,
             readiness=self.readiness,
             check_name="persistence" if not self.writers else f"persistence_{len(self.writers)}",
         )
         self.writers.append(writer)
         return writer
+
+    def stopping(self) -> None:
+        """The root's on_stopping hook: the savers' deadlines count from here."""
+        for writer in self.writers:
+            writer.stopping()
 
     def on_reload(self, settings: Settings, changed: tuple[str, ...]) -> None:
         """Reloader subscriber: database.flush_interval and health_check_interval."""

@@ -28,12 +28,16 @@ are saved; it is tried again once its version changes.
 
 ``stopService`` stops the loop and runs ``flush_all``: repeated flushes
 until nothing is dirty or ``stop_timeout`` passes.  Stop the game loop
-first, so that nothing changes during the final flush.
+first, so that nothing changes during the final flush.  The deadline also
+ends a save that hangs (a database that stopped answering): the gardens not
+saved are logged then, before the root's ``server.shutdown_timeout`` ends
+the process, so ``stop_timeout`` must be shorter than that.  Call
+``stopping()`` when the daemon's stop begins (the root's ``on_stopping``) to
+count ``stop_timeout`` from there rather than from this service's turn.
 """
 
 from __future__ import annotations
 
-import contextlib
 import random
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -95,6 +99,7 @@ class WriteBehind(service.Service):
         self._check_name = check_name
         self._rand = rand
         self._loop: task.LoopingCall | None = None
+        self._stop_began: float | None = None
         self._lock = defer.DeferredLock()
         self.failures = 0  # consecutive failed flushes
         self.retry_at: float | None = None
@@ -117,11 +122,19 @@ class WriteBehind(service.Service):
         self._loop.clock = self._clock
         self._loop.start(self.interval, now=False)
 
+    def stopping(self) -> None:
+        """The daemon's stop has begun: ``stop_timeout`` counts from now."""
+        if self._stop_began is None:
+            self._stop_began = self._clock.seconds()
+
     def stopService(self) -> defer.Deferred[bool]:
         super().stopService()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
-        return self.flush_all(self.stop_timeout)
+        timeout = self.stop_timeout
+        if self._stop_began is not None:
+            timeout = max(0.0, timeout - (self._clock.seconds() - self._stop_began))
+        return self.flush_all(timeout)
 
     def set_interval(self, seconds: float) -> None:
         """database.flush_interval changed (reload): takes effect next tick."""
@@ -290,20 +303,23 @@ class WriteBehind(service.Service):
         deadline = self._clock.seconds() + timeout
         attempt = 0
         while True:
-            with contextlib.suppress(Exception):  # counted and logged by the flush
-                await self.flush()
+            finished = await self._until(self.flush(), deadline)
             remaining = self._pending()
             if not remaining:
                 if attempt:
                     log.info("all changed gardens saved")
                 return True
             now = self._clock.seconds()
-            if now >= deadline:
+            if now >= deadline or not finished:
+                why = self.last_error or "saving kept failing"
+                if not finished:
+                    why = "a save was still waiting for the store"
                 log.critical(
-                    "{count} changed gardens could not be saved within {timeout} s and are "
-                    "lost: {ids}",
+                    "{count} changed gardens could not be saved within {timeout} s ({why}) "
+                    "and are lost: {ids}",
                     count=len(remaining),
-                    timeout=timeout,
+                    timeout=round(timeout, 3),
+                    why=why,
                     ids=[gid for gid, _ in remaining][:50],
                 )
                 return False
@@ -311,3 +327,25 @@ class WriteBehind(service.Service):
             wait = min(wait, deadline - now)
             attempt += 1
             await task.deferLater(self._clock, wait, lambda: None)
+
+    def _until(self, flushing: defer.Deferred[int], deadline: float) -> defer.Deferred[bool]:
+        """True when ``flushing`` ends (failed or not), False at ``deadline``.
+
+        The flush is not cancelled: a store call cut off half-way might leave
+        its connection unusable, and the store closes next anyway.
+        """
+        result: defer.Deferred[bool] = defer.Deferred()
+
+        def ended(_: object) -> None:  # a failure is counted and logged by the flush
+            if timer.active():
+                timer.cancel()
+            if not result.called:
+                result.callback(True)
+
+        def expired() -> None:
+            if not result.called:
+                result.callback(False)
+
+        timer = self._clock.callLater(max(0.0, deadline - self._clock.seconds()), expired)
+        flushing.addBoth(ended)
+        return result

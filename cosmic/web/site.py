@@ -191,6 +191,7 @@ def build_site(
             clock=clock,
             refresh_ttl=auth.refresh_ttl,
             metrics=metrics.auth if metrics is not None else None,
+            sessions=persistence.sessions,
         )
         limiter = RateLimiter(
             TokenBucket(auth.rate_limit_burst, auth.rate_limit_per_minute, clock),

@@ -6,13 +6,17 @@ shared servers are never touched), several real WebSocket players playing.
   stay connected, deltas keep coming, every command works (the world lives
   in memory), readiness names what is missing and recovers, and what was
   done during a database outage reaches the database afterwards.
-* SIGKILL: what a restart finds is no older than the write-behind bound.
-  A change is copied by the game loop's flush hook (every
-  ``database.flush_interval``, F) and written by the saver (its own timer,
-  also every F), so it reaches the database at most 2 F plus one save after
-  it was made.  The test asserts the loss, measured from times it recorded
-  itself (acknowledged commands, the kill) and from the saved rows (the
-  star's name ``m<seq>``, the garden's game time), is within 2 F + MARGIN.
+* SIGKILL: what a restart finds is no older than the write-behind bound,
+  F + MARGIN, with F = ``database.flush_interval``.  One flush interval is
+  the bound because the copy and the write happen in the same flush: every
+  flush (the saver's timer, every F) first captures the live gardens
+  (``Gardens.refresh``, as soon as no physics step runs) and then writes that
+  capture.  A change made just after one flush's capture is in the next
+  flush's capture, F later, and is in the database one save after that;
+  there is no second timer whose copies could be up to F older.  MARGIN
+  covers that save and a loaded machine.  The test measures the loss from
+  times it recorded itself (acknowledged commands, the kill) and from the
+  saved rows (the star's name ``m<seq>``, the garden's game time).
 * SIGTERM: nothing acknowledged is lost, and the game time saved is at
   least the last one any player saw; players get close code 1001.
 """

@@ -27,6 +27,8 @@ from tests.contract.servers import PrivatePostgres, TempDatabase, pg_reachable
 
 pytestmark = pytest.mark.integration
 
+RECOVERY_BOUND = 5.0  # s from the server accepting connections to a query answered
+
 
 @pytest.fixture
 def shared_db() -> Iterator[TempDatabase]:
@@ -63,6 +65,34 @@ async def until(predicate: Any, timeout: float = 30.0, what: str = "condition") 
 
 async def bounded(d: defer.Deferred[Any], seconds: float = 30.0) -> Any:
     return await d.addTimeout(seconds, reactor)
+
+
+def first_connection(dsn: str, timeout: float = 90.0) -> float:
+    """When the server first accepts a connection (in a thread: psycopg2 blocks)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg2.connect(dsn, connect_timeout=1).close()
+        except psycopg2.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+        else:
+            return time.monotonic()
+
+
+async def first_answer(store: PostgresStore, timeout: float = 90.0) -> float:
+    """When the store first answers a query (it fails fast while the pool is down)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await bounded(store.ping(), 10)
+        except StoreUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            await task.deferLater(reactor, 0.01, lambda: None)
+        else:
+            return time.monotonic()
 
 
 class LiveWorld:
@@ -102,7 +132,7 @@ class LiveWorld:
 
 @pytest_twisted.ensureDeferred
 async def test_restarting_postgresql_during_a_save_loop_loses_nothing(
-    private_pg: PrivatePostgres,
+    private_pg: PrivatePostgres, record_property: Any
 ) -> None:
     metrics = create_metrics("t")
     readiness = Readiness(reactor)
@@ -143,9 +173,20 @@ async def test_restarting_postgresql_during_a_save_loop_loses_nothing(
         assert store.check().status == "degraded"
         with pytest.raises(StoreUnavailable):
             await bounded(store.get_account(owner.id), 10)  # fails fast, no hang
+        # Long enough for the pool's probe to back off to its 2 s cap.
+        await until(lambda: store.pool.attempts >= 5, what="the reconnection backoff")
         steps_during_outage = world.step
-        await threads.deferToThread(private_pg.start)
-        await bounded(store.pool.when_up(), 30)  # recovers by itself
+        starting = threads.deferToThread(private_pg.start)
+        accepted = threads.deferToThread(first_connection, private_pg.dsn)
+        answered = defer.ensureDeferred(first_answer(store))
+        await bounded(starting, 90)
+        back = await bounded(accepted, 90)
+        ours = await bounded(answered, 90)
+        await bounded(store.pool.when_up(), 30)  # recovered by itself
+        recovery = max(0.0, ours - back)
+        record_property("first_query_after_restart_s", round(recovery, 3))
+        # At most one capped probe delay (2 s) plus a connection set-up.
+        assert recovery < RECOVERY_BOUND, recovery
         await until(lambda: writer.failures == 0, what="a successful flush after the outage")
         assert world.step > steps_during_outage  # the game never stopped
     finally:

@@ -100,3 +100,55 @@ def test_the_implementation_in_use_is_logged_once_at_start(tmp_path: Path) -> No
     [line] = kernel_lines(events)
     assert line["implementation"] == game.engine.implementation
     assert line["reason"] == game.engine.implementation_reason
+
+
+def test_every_physics_option_reaches_the_engine_at_start(tmp_path: Path) -> None:
+    _, _, game = assemble(
+        tmp_path,
+        "physics.simd_threshold=8",
+        "physics.tree_threshold=1234",
+        "physics.theta=0.7",
+        "physics.softening=0.01",
+        "physics.openmp_threshold=500",
+    )
+    engine = game.engine
+    assert (engine.simd_threshold, engine.tree_threshold) == (8, 1234)
+    assert (engine.theta, engine.softening, engine.openmp_threshold) == (0.7, 0.01, 500)
+
+
+class PooledClock(Clock):
+    """A Clock that is also its own thread pool, running work at once, so
+    what build_game hands the reactor's pool can be seen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pooled: list[object] = []
+
+    def getThreadPool(self) -> PooledClock:
+        return self
+
+    def callInThreadWithCallback(self, on_result, f, *args, **kwargs) -> None:
+        self.pooled.append(f)
+        on_result(True, f(*args, **kwargs))
+
+    def callFromThread(self, f, *args, **kwargs) -> None:
+        f(*args, **kwargs)
+
+
+def test_gardens_use_the_snapshot_cache_and_the_reactors_thread_pool(tmp_path: Path) -> None:
+    settings = load(
+        ConfigRequest(environment="test", overrides=(f"database.url=sqlite:///{tmp_path}/g.db",))
+    )
+    reactor = PooledClock()
+    readiness = Readiness(reactor)
+    persistence = build_persistence(settings, reactor, metrics.create(), readiness)
+    game = build_game(settings, reactor, metrics.create("other"), persistence, readiness)
+    assert game.gardens.snapshots is persistence.snapshots
+
+    def work() -> str:
+        return "built"
+
+    results: list[str] = []
+    game.gardens._run_in_thread(work).addCallback(results.append)
+    assert reactor.pooled == [work]
+    assert results == ["built"]

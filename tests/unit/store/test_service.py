@@ -134,3 +134,37 @@ async def test_reload_changes_intervals(tmp_path: Path) -> None:
     p.on_reload(new, ("database.flush_interval",))
     assert writer.interval == 1.5
     await defer.succeed(None)
+
+
+def test_the_saver_stops_within_the_shutdown_timeout(tmp_path: Path) -> None:
+    p = build_persistence(
+        settings(f"database.url=sqlite:///{tmp_path}/s.sqlite3", "server.shutdown_timeout=20"),
+        reactor,
+    )
+
+    class Nothing:
+        def dirty(self):
+            return []
+
+        def snapshot(self, garden_id):
+            return None
+
+        def saved(self, garden_id, version):
+            pass
+
+    writer = p.write_behind(Nothing())
+    assert writer.stop_timeout == pytest.approx(16.0)  # 0.8 of server.shutdown_timeout
+    assert writer._stop_began is None
+    p.stopping()
+    assert writer._stop_began is not None
+
+
+def test_the_session_and_snapshot_caches_are_named_views(tmp_path: Path) -> None:
+    p = build_persistence(
+        settings(f"database.url=sqlite:///{tmp_path}/c.sqlite3", "cache.snapshot_ttl=12.5"),
+        reactor,
+    )
+    assert p.sessions.cache.view is p.cache_view("sessions")
+    assert p.snapshots.cache.view is p.cache_view("snapshots")
+    assert p.snapshots.cache.ttl == 12.5
+    assert 0 < p.sessions.cache.ttl <= 10.0

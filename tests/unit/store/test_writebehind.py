@@ -337,3 +337,46 @@ def test_every_flush_refreshes_the_source_first() -> None:
     assert h.stored(1)[0].game_time == 42.0
     h.clock.advance(5.0)
     assert len(pending) == 2
+
+
+def test_a_save_that_hangs_is_cut_off_at_stop_timeout_and_names_the_gardens() -> None:
+    h = Harness(stop_timeout=10.0)
+    h.writer.startService()
+    h.world.change(1, game_time=1.0)
+    h.world.change(3, game_time=3.0)
+    hung: list[defer.Deferred[Any]] = []
+
+    def never_answers(snapshots: Any) -> defer.Deferred[Any]:
+        hung.append(defer.Deferred())
+        return hung[-1]
+
+    h.store.save_gardens = never_answers  # type: ignore[method-assign]
+    with capturedLogs() as events:
+        stopped = h.writer.stopService()
+        h.clock.advance(9.9)
+        assert not stopped.called
+        h.clock.advance(0.1)
+    assert h.result(stopped) is False
+    assert len(hung) == 1 and not hung[0].called  # waited for, never cancelled
+    critical = [e for e in events if e["log_level"] == LogLevel.critical]
+    assert len(critical) == 1
+    assert critical[0]["ids"] == [1, 3] and critical[0]["count"] == 2
+    assert "waiting for the store" in critical[0]["why"]
+
+
+def test_stop_timeout_counts_from_when_the_stop_began() -> None:
+    h = Harness(stop_timeout=10.0)
+    h.writer.startService()
+    h.world.change(2, game_time=1.0)
+    h.store.available = False
+    h.writer.stopping()
+    h.clock.advance(4.0)  # the sessions and the game loop stop first
+    h.writer.stopping()  # a second call does not move the start
+    with capturedLogs() as events:
+        stopped = h.writer.stopService()
+        h.clock.advance(5.9)
+        assert not stopped.called
+        h.clock.advance(0.1)
+    assert h.result(stopped) is False
+    critical = [e for e in events if e["log_level"] == LogLevel.critical]
+    assert len(critical) == 1 and critical[0]["ids"] == [2] and critical[0]["timeout"] == 6.0

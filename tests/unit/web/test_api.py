@@ -278,6 +278,25 @@ async def test_delete_me_removes_account_garden_and_sessions(api: Served) -> Non
     assert (await api.call("GET", f"{V1}/players/me", token=token2)).body["garden_id"] != garden_id
 
 
+@pytest_twisted.ensureDeferred
+async def test_authenticated_requests_read_the_account_through_the_session_cache(
+    api: Served,
+) -> None:
+    token = await api.player("ada")
+    view = api.persistence.cache_view("sessions")
+    hits, misses = view.hits, view.misses
+    for _ in range(3):
+        assert (await api.call("GET", f"{V1}/players/me", token=token)).code == 200
+    # One store read at most fills the cache; the rest are served from it.
+    assert view.misses - misses <= 1
+    assert view.hits - hits >= 2
+    # A change of the account invalidates its entry: no stale name is served.
+    patched = await api.call("PATCH", f"{V1}/players/me", {"display_name": "Countess"}, token=token)
+    assert patched.code == 200
+    again = await api.call("GET", f"{V1}/players/me", token=token)
+    assert again.body["display_name"] == "Countess"
+
+
 # -- gardens --------------------------------------------------------------------------------------
 
 
