@@ -37,8 +37,20 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(STAMP)
-	@ls bench/*.py >/dev/null 2>&1 && for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+# Every bench, each writing var/bench/NAME.json; docs/performance.rst has the
+# figures and the command for each.  load and fanout drive Node players.
+BENCHES := physics game database websocket faults hostile fanout load
+
+bench: $(STAMP) bench/load/node_modules bench/peers/node_modules
+	@mkdir -p var/bench
+	@for b in $(BENCHES); do \
+		echo "== bench/$$b.py"; \
+		$(BIN)/python bench/$$b.py --json var/bench/$$b.json || exit 1; \
+	done
+
+bench/%/node_modules: bench/%/package-lock.json
+	cd bench/$* && npm ci --no-audit --no-fund
+	@touch $@
 
 clean:
 	rm -rf $(VENV) build *.egg-info cosmic/physics/*.so cosmic/physics/*.cpp

@@ -9,7 +9,11 @@ resource tick (life, production, research).  Figures are the median of
 repeated ticks, with the minimum beside it (the machine has 2 noisy cores).
 Memory per body counts the physics buffers plus the game's columns (array
 bytes, capacity included) and, separately, what tracemalloc saw allocated
-while the gardens were built (Python objects included).
+while the gardens were built (Python objects included).  Beside it, the
+layout the structure-of-arrays design replaces: one Python object per body
+(``__slots__``, the same fields: id, kind, name, mass, radius, position and
+velocity as 3-tuples, level, created_at, life stage, population), measured
+the same way, as the "traditional" baseline for the seed's memory claim.
 """
 
 from __future__ import annotations
@@ -98,6 +102,52 @@ def memory_per_body(gardens: int, bodies: int) -> dict[str, float]:
     }
 
 
+class ObjectBody:
+    """One body as one Python object: the baseline the SoA buffers replace."""
+
+    __slots__ = (
+        "created_at",
+        "id",
+        "kind",
+        "level",
+        "mass",
+        "name",
+        "population",
+        "position",
+        "radius",
+        "stage",
+        "velocity",
+    )
+
+    def __init__(self, i: int, place: tuple[float, float, float]) -> None:
+        self.id = i
+        self.kind = "asteroid"
+        self.name = f"asteroid-{i}"
+        self.mass = 1e-9 * (1.0 + i % 7)
+        self.radius = 1e-5 * (1.0 + i % 5)
+        self.position = (place[0] + 1e-3 * i, place[1], place[2])
+        self.velocity = (0.1 * place[1], -0.1 * place[0] + 1e-4 * i, 0.0)
+        self.level = 1
+        self.created_at = 1.7e9 + i
+        self.stage = "none"
+        self.population = 0.0
+
+
+def object_bytes_per_body(gardens: int, bodies: int) -> float:
+    """tracemalloc bytes per body for ``gardens`` lists of ``ObjectBody``."""
+    places = spots(bodies)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    held = [
+        [ObjectBody(g * bodies + k, place) for k, place in enumerate(places)]
+        for g in range(gardens)
+    ]
+    traced = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert sum(len(g) for g in held) == gardens * bodies
+    return traced / (gardens * bodies)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -121,15 +171,20 @@ def main() -> int:
             f"{figures['resources_ms_median']:>9.3f} ({figures['resources_ms_min']:6.3f})"
         )
     print(
-        f"\n{'gardens':>8} {'bodies':>7} {'array B/body':>13} {'traced B/body':>14}  "
-        f"(target <= 200)"
+        f"\n{'gardens':>8} {'bodies':>7} {'array B/body':>13} {'traced B/body':>14} "
+        f"{'objects B/body':>15} {'arrays/objects':>15}  (target <= 200)"
     )
     for gardens, bodies in [(1, 2000), (1000, 50)]:
         figures = memory_per_body(gardens, bodies)
+        figures["object_bytes_per_body"] = object_bytes_per_body(gardens, bodies)
+        figures["arrays_vs_objects"] = (
+            figures["array_bytes_per_body"] / figures["object_bytes_per_body"]
+        )
         results["memory"].append({"gardens": gardens, "bodies_per_garden": bodies, **figures})
         print(
             f"{gardens:>8} {bodies:>7} {figures['array_bytes_per_body']:>13.0f} "
-            f"{figures['traced_bytes_per_body']:>14.0f}"
+            f"{figures['traced_bytes_per_body']:>14.0f} "
+            f"{figures['object_bytes_per_body']:>15.0f} {figures['arrays_vs_objects']:>15.2f}"
         )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

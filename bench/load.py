@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/load.py [--players 10000] [--active 1000]
         [--workers 2] [--rate 500] [--hold 30] [--keep DIR] [--json FILE]
+        [--set section.key=value ...]
 
 (``cd bench/load && npm ci`` once: the players are Node processes.)
 
@@ -77,7 +78,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # -- the daemon ----------------------------------------------------------------------------------
 
 
-def daemon_args(players: int) -> list[str]:
+def daemon_args(players: int, extra: list[str] = ()) -> list[str]:
     limit = str(players + 64)
     sets = {
         "logging.level": "info",
@@ -91,6 +92,9 @@ def daemon_args(players: int) -> list[str]:
         "ws.handshake_rate_per_minute": "1000000",
         "ws.auth_timeout": "600",
     }
+    for item in extra:  # --set KEY=VALUE from the command line, last wins
+        key, _, value = item.partition("=")
+        sets[key] = value
     return [arg for key, value in sets.items() for arg in ("--set", f"{key}={value}")]
 
 
@@ -320,7 +324,7 @@ def summarise(reports: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     keep = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="cosmic-load-"))
     (keep / "var").mkdir(parents=True, exist_ok=True)
-    d = Daemon(keep, *daemon_args(args.players), env=base_environ())
+    d = Daemon(keep, *daemon_args(args.players, args.set), env=base_environ())
     if args.profile:  # the same twistd under cProfile (written when it stops)
         d.args = ["-m", "cProfile", "-o", str(Path(args.profile).resolve()), TWISTD, *d.args]
         d_start = d.start
@@ -433,6 +437,13 @@ def main() -> None:
     )
     parser.add_argument("--keep", metavar="DIR", help="keep accounts and database here")
     parser.add_argument("--profile", metavar="FILE", help="run the daemon under cProfile")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a daemon setting (section.key=value), e.g. ws.idle_interval=5",
+    )
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     if not (CLIENT.parent / "node_modules" / "ws").exists():

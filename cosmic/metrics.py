@@ -445,6 +445,38 @@ class WebSocketMetrics:
         )
 
 
+# Young collections take microseconds; a full one over a million objects, a second.
+_GC_BUCKETS = (1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@attrs.frozen
+class GcMetrics:
+    """The garbage collector's pauses (cosmic.ops.gcpolicy)."""
+
+    pause: Histogram
+    collected: Counter
+
+    @classmethod
+    def create(cls, namespace: str, registry: CollectorRegistry) -> GcMetrics:
+        return cls(
+            pause=Histogram(
+                "gc_pause_seconds",
+                "Time of one garbage collection (every thread stops), by generation.",
+                ["generation"],
+                namespace=namespace,
+                registry=registry,
+                buckets=_GC_BUCKETS,
+            ),
+            collected=Counter(
+                "gc_collected_objects",
+                "Objects the garbage collector freed, by generation.",
+                ["generation"],
+                namespace=namespace,
+                registry=registry,
+            ),
+        )
+
+
 @attrs.frozen
 class Metrics:
     namespace: str
@@ -456,6 +488,7 @@ class Metrics:
     http: HttpMetrics
     auth: AuthMetrics
     ws: WebSocketMetrics
+    gc: GcMetrics
 
 
 def create(namespace: str = "cosmic_gardener") -> Metrics:
@@ -472,4 +505,5 @@ def create(namespace: str = "cosmic_gardener") -> Metrics:
         http=HttpMetrics.create(namespace, registry),
         auth=AuthMetrics.create(namespace, registry),
         ws=WebSocketMetrics.create(namespace, registry),
+        gc=GcMetrics.create(namespace, registry),
     )

@@ -15,6 +15,7 @@ from cosmic.config import ConfigError, ConfigRequest, Reloader, load, shown_valu
 from cosmic.gameplay import build_game
 from cosmic.logs import LogControl
 from cosmic.ops import console
+from cosmic.ops.gcpolicy import GcPolicy
 from cosmic.ops.manhole import ManholeService
 from cosmic.ops.migrate import MigrateOnly
 from cosmic.ops.process import ProcessExit
@@ -183,6 +184,10 @@ def makeService(
     persistence.store_service.setServiceParent(root)
     persistence.cache_service.setServiceParent(root)
     reloader.subscribe(persistence.on_reload)
+    # The savers' stop deadline is a share of the daemon's shutdown budget, so
+    # it has to count from when the whole stop begins, not from when their
+    # turn comes after the loop and loader have used part of it.
+    root.on_stopping.append(persistence.stopping)
     game = build_game(settings, reactor, metrics, persistence, readiness)
     game.loop.on_tick = notifier.watchdog  # a stalled loop stops the pings
     for child in game.services():
@@ -215,5 +220,8 @@ def makeService(
     root.reloader = reloader
     if settings.manhole.port or settings.manhole.ssh_port:
         ManholeService(settings, console.namespace(root), reactor).setServiceParent(root)
+    # Last: it freezes what is alive once everything else has started.
+    root.gc = GcPolicy(settings.runtime.gc_full_interval, metrics.gc, clock=reactor)
+    root.gc.setServiceParent(root)
     _log_settings(settings)
     return root

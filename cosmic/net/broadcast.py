@@ -42,6 +42,20 @@ class Feed:
 
     frame: Frame
     refreshed_tick: int
+    # At most one body (no forces) and it at rest, as every garden starts:
+    # nothing moves until an event (a new seq) brings bodies.
+    at_rest: bool = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.at_rest = _at_rest(self.frame)
+
+    def update(self, frame: Frame) -> None:
+        self.frame = frame
+        self.at_rest = _at_rest(frame)
+
+
+def _at_rest(frame: Frame) -> bool:
+    return frame.ids.size <= 1 and not frame.velocity.any()
 
 
 class Broadcaster:
@@ -76,24 +90,46 @@ class Broadcaster:
         self._built_at = round(started_at * 1000.0, 3)
         self.ticks += 1
         world = self.game.world
-        watched = self.sessions.watched_gardens()
-        for garden_id in watched:
-            world.watch(garden_id)
+        idle_every = self._idle_every()
+        # Twice a second keeps watched gardens loaded (game.unload_after is
+        # at least a second) and forgets unwatched feeds; on every broadcast
+        # it was a pass over every session's garden, mostly for nothing.
+        if self.ticks % max(1, round(self.options.broadcast_hz / 2)) == 0:
+            watched = self.sessions.watched_gardens()
+            for garden_id in watched:
+                world.watch(garden_id)
+            for garden_id in list(self.feeds):
+                if garden_id not in watched:
+                    del self.feeds[garden_id]
+        gardens, feeds, ticks = world.gardens, self.feeds, self.ticks
+        quiet: dict[int, bool] = {}
         by_garden: dict[int, list[tuple[Connection, Stream]]] = {}
         for session in list(self.sessions.attached()):
             conn = session.client
             if conn is None or conn.closing:
                 continue
             for stream in list(session.streams.values()):
-                by_garden.setdefault(stream.garden_id, []).append((conn, stream))
+                garden_id = stream.garden_id
+                # Most players' gardens are at rest: leave them out here, before
+                # any per-garden work, until their idle interval comes round.
+                if not stream.needs_full and ticks - stream.sent_tick < idle_every:
+                    at_rest = quiet.get(garden_id)
+                    if at_rest is None:
+                        feed, garden = feeds.get(garden_id), gardens.get(garden_id)
+                        at_rest = quiet[garden_id] = (
+                            feed is not None
+                            and garden is not None
+                            and feed.at_rest
+                            and garden.seq == feed.frame.garden_seq
+                        )
+                    if at_rest:
+                        continue
+                by_garden.setdefault(garden_id, []).append((conn, stream))
         for garden_id, entries in by_garden.items():
             try:
                 self._garden(garden_id, entries)
             except Exception:
                 log.failure("broadcast of garden {garden_id} failed", garden_id=garden_id)
-        for garden_id in list(self.feeds):
-            if garden_id not in watched:
-                del self.feeds[garden_id]
         self.metrics.broadcast_duration.observe(self.perf() - started)
         for listener in self.listeners:
             listener(started_at, self.feeds)
@@ -107,15 +143,8 @@ class Broadcaster:
             self._reload(garden_id)
             return
         feed = self.feeds.get(garden_id)
-        # Nothing in motion: at most one body (no forces) and it at rest, as
-        # every garden starts; bodies only come with an event (a new seq).
-        quiet = (
-            feed is not None
-            and garden.seq == feed.frame.garden_seq
-            and feed.frame.ids.size <= 1
-            and not feed.frame.velocity.any()
-        )
-        idle_every = max(1, round(self.options.idle_interval * self.options.broadcast_hz))
+        quiet = feed is not None and feed.at_rest and garden.seq == feed.frame.garden_seq
+        idle_every = self._idle_every()
         ready: list[tuple[Connection, Stream]] = []
         for conn, stream in entries:
             if quiet and not stream.needs_full and self.ticks - stream.sent_tick < idle_every:
@@ -143,6 +172,10 @@ class Broadcaster:
         shared: dict[tuple[int, int], dict[str, Any]] = {}
         for conn, stream in ready:
             self._send(conn, stream, frame, events, cache=shared)
+
+    def _idle_every(self) -> int:
+        """Broadcasts between two frames of a garden at rest."""
+        return max(1, round(self.options.idle_interval * self.options.broadcast_hz))
 
     # -- frames -----------------------------------------------------------------------
 
@@ -181,7 +214,7 @@ class Broadcaster:
                 except ValueError:  # bodies came or went: attributes needed
                     frame = None
             if frame is not None:
-                feed.frame = frame
+                feed.update(frame)
         if frame is None:
             frame = frame_from_snapshot(garden_id, world.snapshot(garden_id), self.options.quanta)
             self.feeds[garden_id] = Feed(frame, self.ticks)

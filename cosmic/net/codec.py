@@ -29,6 +29,7 @@ import attrs
 import lz4.frame
 import msgpack
 import numpy as np
+import orjson
 
 from cosmic.net import messages
 from cosmic.net.errors import WsError
@@ -115,17 +116,16 @@ class JsonCodec(Codec):
     binary = False
 
     def encode(self, envelope: dict[str, Any]) -> Encoded:
+        # orjson: the broadcast's hot path (browsers speak JSON); the stdlib
+        # encoded a delta 5-10x slower, a fifth of the daemon's time with
+        # 10,000 JSON players.  It writes non-finite floats as null itself.
         try:
-            text = json.dumps(
-                envelope,
-                allow_nan=False,
-                separators=(",", ":"),
-                ensure_ascii=False,
-                default=_default,
-            )
-        except ValueError:  # a non-finite float somewhere: say null instead
+            payload = orjson.dumps(envelope, default=_default)
+        except (orjson.JSONEncodeError, TypeError):
+            # What orjson refuses and JSON can still say: lone surrogates
+            # (become "?"), integers past 64 bits, non-string keys.
             text = json.dumps(plain(envelope), separators=(",", ":"), ensure_ascii=False)
-        payload = text.encode("utf-8", "replace")  # a lone surrogate becomes "?"
+            payload = text.encode("utf-8", "replace")
         return Encoded(payload, False, len(payload))
 
     def decode_envelope(self, payload: bytes, binary: bool) -> Any:

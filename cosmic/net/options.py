@@ -49,7 +49,7 @@ class WsOptions:
     slow_client_timeout: float = 10.0
     quanta: Quanta = attrs.field(factory=Quanta)
     attributes_interval: float = 1.0
-    idle_interval: float = 1.0
+    idle_interval: float = 5.0
     lz4_min_bytes: int = 128
     deflate_window_bits: int = 10
     deflate_mem_level: int = 4

@@ -2,7 +2,8 @@
 
 Helpers that read the world return Deferreds (the manhole prints their
 result when it arrives), because the world may only be read while no
-physics step holds it.  ``help()`` lists the helpers with their docstrings.
+physics step holds it; so does ``reload()``, whose files are read in a
+worker thread.  ``help()`` lists the helpers with their docstrings.
 """
 
 from __future__ import annotations
@@ -72,9 +73,16 @@ def namespace(root: Any) -> dict[str, Any]:
             raise RuntimeError("no WebSocket layer in this daemon")
         return websocket.announce(text)
 
-    def reload() -> Any:
-        """Re-read the configuration now, as SIGHUP does; returns what was applied."""
-        return root.reloader.reload_now()
+    def reload() -> defer.Deferred[Any]:
+        """Re-read the configuration now, as SIGHUP does; answers what was applied."""
+        # The SIGHUP path: files read and validated in a thread, not on the
+        # reactor, and systemd told RELOADING=1 / READY=1 around it.
+        d = root.getServiceNamed("signals").reload("manhole")
+        return d.addCallback(
+            lambda outcome: (
+                "reload failed unexpectedly; see the daemon log" if outcome is None else outcome
+            )
+        )
 
     def stats() -> dict[str, Any]:
         """Gardens, bodies, ticks, overruns, queued commands, clients."""

@@ -4,6 +4,9 @@ The reactor's own SIGTERM handler records the signal and twistd then kills
 itself with it once stopped, so a clean, complete shutdown would still look
 like a crash to a supervisor; these handlers replace it.  Handlers only hop
 to the reactor thread: the work happens there, never inside the handler.
+The manhole's ``reload()`` goes through ``SignalService.reload`` too, so a
+reload is the same (files read in a thread, sd_notify around it) whoever
+asks for it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from cosmic.config import ConfigError, Reloader
+from cosmic.config import ConfigError, Reloader, ReloadOutcome
+from cosmic.settings import Settings
 
 log = Logger(namespace="cosmic.signals")
 
@@ -42,7 +46,8 @@ class SignalService(service.Service):
         )
         self._stopping = False
         self._reloading = False
-        self._reload_again = False
+        # Reload requests (why, answer) that arrived since the last run began.
+        self._queued: list[tuple[str, defer.Deferred[ReloadOutcome | None]]] = []
 
     def startService(self) -> None:
         super().startService()
@@ -58,7 +63,7 @@ class SignalService(service.Service):
         self._reactor.callFromThread(self.request_stop, signal.Signals(signum).name)
 
     def _on_hup(self, signum: int, frame: Any = None) -> None:
-        self._reactor.callFromThread(self.reload)
+        self._reactor.callFromThread(self.reload, "SIGHUP")
 
     def request_stop(self, why: str) -> None:
         if self._stopping:
@@ -68,35 +73,44 @@ class SignalService(service.Service):
         log.info("received {signal}, shutting down", signal=why)
         self._reactor.stop()
 
-    def reload(self) -> defer.Deferred[Any] | None:
-        """Re-read every layer off the reactor thread, then apply; coalesces bursts."""
-        if self._reloading:
-            self._reload_again = True
-            return None
+    def reload(self, why: str = "SIGHUP") -> defer.Deferred[ReloadOutcome | None]:
+        """Re-read every layer off the reactor thread, then apply, between
+        RELOADING=1 and READY=1.  Fires with the outcome (None after an
+        unexpected error, which is logged).  A call while one runs is answered
+        by one more run after it: that one sees the files as they are now."""
+        answer: defer.Deferred[ReloadOutcome | None] = defer.Deferred()
+        self._queued.append((why, answer))
+        if not self._reloading:
+            self._run()
+        return answer
+
+    def _run(self) -> None:
+        answering, self._queued = self._queued, []
         self._reloading = True
-        log.info("SIGHUP: reloading configuration")
+        log.info("{why}: reloading configuration", why=answering[0][0])
         if self._notifier is not None:
             self._notifier.reloading()
         d = self._run_blocking(self._reloader.load)
 
-        def loaded(result: Any) -> Any:
+        def loaded(result: Settings | Failure) -> ReloadOutcome:
             if isinstance(result, Failure):
-                if not result.check(ConfigError):
-                    log.failure("reload failed unexpectedly", failure=result)
-                    return None
+                result.trap(ConfigError)  # refused settings are an outcome too
                 result = result.value
             return self._reloader.apply(result)
 
-        def done(result: Any) -> Any:
+        def done(result: ReloadOutcome | Failure) -> None:
+            if isinstance(result, Failure):
+                log.failure("reload failed unexpectedly", failure=result)
+                result = None
             self._reloading = False
             if self._notifier is not None:
                 self._notifier.ready("reloaded")
-            if self._reload_again:
-                self._reload_again = False
-                self.reload()
-            return result
+            for _, answer in answering:
+                answer.callback(result)
+            if self._queued:
+                self._run()
 
-        return d.addBoth(loaded).addBoth(done)
+        d.addBoth(loaded).addBoth(done)
 
     def stopService(self) -> None:
         # Handlers stay: a second SIGTERM during shutdown must not kill the

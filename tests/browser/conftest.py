@@ -3,11 +3,13 @@ Chromium driven by Playwright's sync API.
 
 The browser is Debian's chromium (``COSMIC_TEST_CHROMIUM`` to use another);
 Playwright never downloads one here.  Screenshots go to
-``COSMIC_TEST_ARTIFACTS`` (default ``test-artifacts/`` at the repository root).
+``COSMIC_TEST_ARTIFACTS`` (default ``test-artifacts/`` at the repository root):
+each test's page as it ended, as ``client-<test name>.png``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -76,8 +78,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, i
         running.kill()
 
 
+def artifact_name(test_name: str) -> str:
+    """``test_log_in_with_the_form`` -> ``client-log-in-with-the-form.png``."""
+    return "client-" + test_name.removeprefix("test_").replace("_", "-") + ".png"
+
+
 @pytest.fixture
-def page(browser: Any, server: tuple[Daemon, int]) -> Iterator[Any]:
+def page(
+    browser: Any, server: tuple[Daemon, int], artifacts: Path, request: pytest.FixtureRequest
+) -> Iterator[Any]:
+    """A page on the daemon's ``/``, its script errors in ``page.errors``.
+
+    Whatever the test's outcome, the page as it ended is kept as
+    ``client-<test name>.png`` in the artefacts directory."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     errors: list[str] = []
@@ -88,6 +101,9 @@ def page(browser: Any, server: tuple[Daemon, int]) -> Iterator[Any]:
     try:
         yield page
     finally:
+        # A page that crashed cannot be shot; that must not hide the test's own failure.
+        with contextlib.suppress(Exception):
+            page.screenshot(path=str(artifacts / artifact_name(request.node.name)))
         context.close()
 
 
@@ -121,6 +137,13 @@ def click_at(page: Any, x: float, y: float) -> None:
     sx, sy = page.evaluate(f"window.cosmic.toScreen({x}, {y})")
     box = page.locator("#sky").bounding_box()
     page.mouse.click(box["x"] + sx, box["y"] + sy)
+
+
+def log_in(page: Any, username: str, password: str) -> None:
+    """Type an existing account's name and password into the form and press Log in."""
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[value=login]")
 
 
 def resource(page: Any, name: str) -> float:

@@ -1,5 +1,6 @@
-"""The web client in a real Chromium against a real daemon: register, play,
-watch the garden move, and survive the server dropping the socket."""
+"""The web client in a real Chromium against a real daemon: register or log
+in, play (build, upgrade, research), watch the garden move, and survive the
+server dropping the socket."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tests.browser.conftest import (
     MANHOLE_PASSWORD,
     MANHOLE_USER,
     click_at,
+    log_in,
     register,
     resource,
     until,
@@ -39,6 +41,16 @@ def moved_since(page: Any, body: dict[str, Any], what: str) -> dict[str, Any]:
     return until(page, script, what=what)
 
 
+def dust_below(page: Any, limit: float, what: str) -> float:
+    """Wait until the resource bar shows less dust than ``limit``; that value."""
+    return until(
+        page,
+        f"(() => {{ const v = Number(document.querySelector("
+        f"'[data-resource=cosmic_dust] .value').dataset.value); return v < {limit} && v; }})()",
+        what=what,
+    )
+
+
 def console(manhole: int) -> Telnet:
     telnet = Telnet(manhole)
     telnet.login(MANHOLE_USER, MANHOLE_PASSWORD)
@@ -59,12 +71,7 @@ def test_register_play_and_reconnect(
     dust = resource(page, "cosmic_dust")
     click_at(page, 2.7, 0.4)
     until(page, f"{OWN_BODIES}.some(b => b.kind === 'asteroid')", what="the new asteroid")
-    spent = until(
-        page,
-        f"(() => {{ const v = Number(document.querySelector("
-        f"'[data-resource=cosmic_dust] .value').dataset.value); return v < {dust} && v; }})()",
-        what="the dust to drop",
-    )
+    spent = dust_below(page, dust, "the dust to drop")
     # Production only adds dust: a lower value means the asteroid was paid for.
     assert dust - 100 <= spent < dust
     assert "asteroid" in page.inner_text("#events")
@@ -115,7 +122,12 @@ def test_register_play_and_reconnect(
         lambda e: e.get("route") == "/api/v1/auth/refresh" and e.get("status") == 200, since=mark
     )
     # The stream continued from the frame the client had (no full sync needed).
-    assert page.evaluate("window.cosmic.replicas.get(window.cosmic.app.own).sequence") > sequence
+    # (The next frame may still be on its way when the badge turns connected.)
+    until(
+        page,
+        f"window.cosmic.replicas.get(window.cosmic.app.own).sequence > {sequence}",
+        what="a frame after the resumed session's last one",
+    )
     assert sorted(b["id"] for b in page.evaluate(OWN_BODIES)) == ids
     moved_since(page, asteroid(page), "the asteroid to move after the reconnection")
     assert "disconnected by an operator" in page.inner_text("#events")
@@ -203,4 +215,87 @@ def test_observe_a_public_garden_from_the_leaderboard(
         assert other.evaluate("window.cosmic.app.history").count("connected") == 1
     finally:
         other_context.close()
+    assert page.errors == []
+
+
+def test_log_in_with_the_form(page: Any, server: tuple[Daemon, int]) -> None:
+    daemon, _ = server
+    password = "the gardener's long password"
+    first = register(page, "returning", password)
+    page.click("#logout")
+    page.wait_for_selector("#auth", state="visible")
+    mark = daemon.mark()
+
+    # A wrong password: the form stays, with the server's answer.
+    log_in(page, "returning", "not the right password")
+    page.wait_for_selector("#auth-error:has-text('wrong username or password')")
+    assert page.is_visible("#auth") and page.is_hidden("#game")
+    assert page.get_attribute("#connection", "data-state") == "offline"
+
+    # The right one: the same garden, in a new session.
+    log_in(page, "returning", password)
+    page.wait_for_selector("#connection[data-state=connected]")
+    again = until(page, "window.cosmic.bodies().length > 0 && window.cosmic.app.hello")
+    assert again["garden_id"] == first["garden_id"]
+    assert again["player_id"] == first["player_id"]
+    assert again["session_id"] != first["session_id"]
+    assert page.is_hidden("#auth") and page.is_visible("#sky")
+    assert page.inner_text("#who") == "returning"
+    assert page.evaluate(f"{OWN_BODIES}.map(b => b.kind)") == ["star"]
+    assert page.input_value("input[name=password]") == ""
+    assert page.inner_text("#auth-error") == ""
+    daemon.wait_for(
+        lambda e: e.get("route") == "/api/v1/auth/login" and e.get("status") == 200, since=mark
+    )
+    assert page.errors == []
+
+
+def test_buy_an_upgrade_and_start_research(page: Any, server: tuple[Daemon, int]) -> None:
+    _, manhole = server
+    hello = register(page, "scholar")
+    # A new garden: 500 dust, +1/s; the first dust upgrade costs 50 (rules.UPGRADES).
+    row = "#upgrades li[data-upgrade=cosmic_dust]"
+    rate = "[data-resource=cosmic_dust] .rate"
+    assert "level 0" in page.inner_text(row)
+    assert page.inner_text(f"{row} button") == "Buy 50"
+    assert page.inner_text(rate) == "+1/s"
+    dust = resource(page, "cosmic_dust")
+    page.click(f"{row} button")
+    page.wait_for_selector(f"{row}:has-text('level 1')")
+    spent = dust_below(page, dust, "the dust to drop by the upgrade's cost")
+    assert dust - 50 <= spent < dust - 40
+    assert page.inner_text(f"{row} button") == "Buy 75"  # 50 * 1.5
+    page.wait_for_selector(f"{rate}:has-text('+1.5/s')")  # +50% per level
+    assert "dust upgraded to level 1" in page.inner_text("#events")
+    assert page.inner_text("#upgrade-error") == ""
+
+    # Orbital mechanics costs 1,000 dust: shown short, and refused with the server's error.
+    item = "#research li[data-research=orbital_mechanics]"
+    assert page.locator(f"{item} .sub .short").count() == 1
+    page.click(f"{item} button")
+    page.wait_for_selector("#research-error:has-text('orbital_mechanics needs')")
+    assert "more cosmic_dust" in page.inner_text("#research-error")
+    assert page.inner_text("#research-active") == "Nothing under research."
+
+    # An operator credits the garden (the manhole): now it is affordable.
+    gift = f"world.garden({hello['garden_id']}).credit({{'cosmic_dust': 1000.0}})"
+    console(manhole).evaluate(f"loop.when_idle(lambda: {gift})")
+    until(page, f"document.querySelectorAll('{item} .sub .short').length === 0", what="the gift")
+    dust = resource(page, "cosmic_dust")
+    assert dust >= 1000
+    page.click(f"{item} button")
+    page.wait_for_selector("#research-active:has-text('Researching orbital mechanics')")
+    assert page.locator("#research-active .progress").count() == 1
+    assert page.inner_text(f"{item} button") == "running"
+    # Paid already: its cost is no longer shown (let alone as short).
+    assert page.inner_text(f"{item} .sub") == "under research"
+    # One research at a time: every Start button waits for it.
+    assert page.locator("#research li button:enabled").count() == 0
+    spent = dust_below(page, dust - 900, "the dust to drop by the research's cost")
+    assert dust - 1000 <= spent
+    assert page.inner_text("#research-error") == ""
+    assert "research started: orbital mechanics" in page.inner_text("#events")
+    own = "window.cosmic.replicas.get(window.cosmic.app.own).progress.research.active"
+    active = page.evaluate(own)
+    assert active["name"] == "orbital_mechanics" and active["total"] == 60
     assert page.errors == []

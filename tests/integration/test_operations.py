@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -151,8 +152,17 @@ def test_manhole_helpers_read_the_live_gardens_and_reload(daemons, tmp_path: Pat
     assert counts == b"{'asteroid': 1, 'star': 1}"
 
     config.write_text("[game]\ntarget_tps = 30\n")
-    outcome = session.evaluate("reload()")
-    assert outcome == (
+    # reload() answers with a Deferred too: the files are read in a thread.
+    session.line("reload().addCallback(lambda r: out.__setitem__('reload', r)) and None")
+    for _ in range(50):
+        if session.evaluate("'reload' in out") == b"True":
+            break
+        # Unlike the idle-moment reads above, a thread hop and file reads may
+        # outlast a few round trips; up to 5 s in all.
+        time.sleep(0.1)
+    else:
+        raise AssertionError("reload() never called back")
+    assert session.evaluate("out['reload']") == (
         b"ReloadOutcome(applied=('game.target_tps',), needs_restart=(), problems=())"
     )
     assert session.evaluate("settings.game.target_tps, loop.rates['physics'].interval") == (

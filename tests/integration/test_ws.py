@@ -94,6 +94,131 @@ async def test_auth_full_sync_then_deltas_and_commands(server, subprotocol) -> N
     await client.close()
 
 
+async def pushed_event(client, garden: int, kind: str, deltas: int = 100, **data) -> tuple:
+    """The first ``kind`` event (with ``data``) in the garden's StateDeltas,
+    and the delta that carried it: events travel only inside deltas."""
+    for _ in range(deltas):
+        _, delta, _ = await client.next("StateDelta", garden_id=garden)
+        for event in delta.get("events", ()):
+            if event["type"] == kind and all(event["data"].get(k) == v for k, v in data.items()):
+                return event, delta
+    raise AssertionError(f"no {kind} {data} in {deltas} deltas")
+
+
+def in_the_game(server, work) -> defer.Deferred:
+    """Run ``work(world)`` between ticks, as the game loop does its own."""
+    return server.game.loop.when_idle(lambda: work(server.game.world))
+
+
+@pytest.mark.parametrize("subprotocol", SUBPROTOCOLS)
+@pytest_twisted.ensureDeferred
+async def test_upgrades_and_research_until_it_is_done(server, subprotocol) -> None:
+    client, _player, hello = await login(server, subprotocol)
+    garden = hello["garden_id"]
+    await client.next("FullStateSync")
+
+    kind, bought, _ = await client.request("BuyUpgrade", {"resource": "cosmic_dust"})
+    assert kind == "CommandResult" and bought["command"] == "BuyUpgrade"
+    assert bought["result"]["resource"] == "cosmic_dust" and bought["result"]["level"] == 1
+    assert bought["result"]["resources"]["cosmic_dust"] < 500  # paid 50 of the starting 500
+    event, _ = await pushed_event(client, garden, "UpgradeBought", resource="cosmic_dust")
+    assert event["data"]["level"] == 1 and event["data"]["next_cost"] == 75.0
+    assert client.replicas[garden].progress["upgrades"]["cosmic_dust"]["level"] == 1
+    _, error, _ = await client.request("BuyUpgrade", {"resource": "energy"})
+    assert error["code"] == "WS_GAME_001" and error["missing"]["energy"] > 0
+    _, error, _ = await client.request("BuyUpgrade", {"resource": "nothing"})
+    assert error["code"] == "WS_GAME_010" and error["recoverable"]
+
+    _, error, _ = await client.request("StartResearch", {"research": "orbital_mechanics"})
+    assert error["code"] == "WS_GAME_001" and error["missing"]["cosmic_dust"] > 0
+    _, error, _ = await client.request("StartResearch", {"research": "stellar_formation"})
+    assert error["code"] == "WS_GAME_008" and error["requires"] == ["orbital_mechanics"]
+    await in_the_game(server, lambda world: world.garden(garden).credit({"cosmic_dust": 1000}))
+    kind, started, _ = await client.request("StartResearch", {"research": "orbital_mechanics"})
+    assert kind == "CommandResult"
+    assert started["result"]["research"] == "orbital_mechanics"
+    assert started["result"]["seconds"] == 60.0
+    await pushed_event(client, garden, "ResearchStarted", research="orbital_mechanics")
+    _, error, _ = await client.request("StartResearch", {"research": "orbital_mechanics"})
+    assert error["code"] == "WS_GAME_009" and error["active"] == "orbital_mechanics"
+
+    # Research counts seconds of play, which no setting speeds up: one
+    # resource tick of a minute is the minute the loop would take.
+    await in_the_game(server, lambda world: world.resource_tick(60.0))
+    await pushed_event(client, garden, "ResearchDone", research="orbital_mechanics")
+    research = client.replicas[garden].progress["research"]
+    assert research == {"completed": ["orbital_mechanics"], "active": None}
+    _, error, _ = await client.request("StartResearch", {"research": "orbital_mechanics"})
+    assert error["code"] == "WS_GAME_008"  # already done
+    assert client.out_of_sync == 0
+    await client.close()
+
+
+@pytest.mark.parametrize("subprotocol", SUBPROTOCOLS)
+@pytest_twisted.ensureDeferred
+async def test_renames_and_destroys_reach_the_client_as_events(server, subprotocol) -> None:
+    client, _player, hello = await login(server, subprotocol)
+    garden = hello["garden_id"]
+    await client.next("FullStateSync")
+
+    kind, renamed, _ = await client.request("RenameCelestialBody", {"body_id": 1, "name": "Sol"})
+    assert kind == "CommandResult" and renamed["result"] == {"body_id": 1, "name": "Sol"}
+    await pushed_event(client, garden, "BodyUpdated", body_id=1, name="Sol")
+    assert client.replicas[garden].bodies[1]["name"] == "Sol"
+    _, error, _ = await client.request("RenameCelestialBody", {"body_id": 999, "name": "Nix"})
+    assert error["code"] == "WS_GAME_007" and error["body_id"] == 999
+    _, error, _ = await client.request("RenameCelestialBody", {"body_id": 1, "name": "   "})
+    assert error["code"] == "WS_GAME_011" and error["recoverable"]
+
+    _, created, _ = await client.request("CreateCelestialBody", {"kind": "asteroid"})
+    body = created["result"]["body"]["id"]
+    await pushed_event(client, garden, "BodyCreated")
+    kind, destroyed, _ = await client.request("DestroyCelestialBody", {"body_id": body})
+    assert kind == "CommandResult" and destroyed["result"] == {"body_id": body}
+    event, delta = await pushed_event(client, garden, "BodyDestroyed", body_id=body)
+    assert event["data"]["reason"] == "manual"
+    assert body in delta["removed"] and body not in client.replicas[garden].bodies
+    assert client.out_of_sync == 0
+    await client.close()
+
+
+@pytest.mark.parametrize("subprotocol", SUBPROTOCOLS)
+@pytest_twisted.ensureDeferred
+async def test_sync_game_state_with_a_last_sequence_answers_a_delta(server, subprotocol) -> None:
+    client, _player, hello = await login(server, subprotocol)
+    garden = hello["garden_id"]
+    await client.next("FullStateSync")
+    await client.request("CreateCelestialBody", {"kind": "asteroid", "name": "Ceres"})
+    await client.next("StateDelta", garden_id=garden)
+    have = client.replicas[garden]
+    client.inbox.clear()  # frames already applied
+    client.track_state = False  # the frames after this one are "missed"
+    for _ in range(2):
+        await client.next("StateDelta", garden_id=garden)
+    had = have.sequence
+    client.track_state = True
+    # A broadcast may race the answer; the replica refuses it (out of sync)
+    # and takes the answer, which is based on what it has.
+    kind, delta, _ = await client.request(
+        "SyncGameState", {"garden_id": garden, "last_sequence": had}
+    )
+    assert kind == "StateDelta" and delta["base"] == had and delta["sequence"] > had + 2
+    assert have.sequence == delta["sequence"]
+    assert not [m for m in client.inbox if m[0] == "FullStateSync"]
+    client.inbox.clear()  # what raced the answer
+    refused = client.out_of_sync
+    for _ in range(3):
+        _, later, _ = await client.next("StateDelta", garden_id=garden)
+    assert client.out_of_sync == refused and have.sequence == later["sequence"]
+    assert have.bodies[2]["name"] == "Ceres"
+
+    _, error, _ = await client.request("SyncGameState", {"garden_id": garden + 1000})
+    assert error["code"] == "WS_SYNC_002" and error["recoverable"]
+    kind, full, _ = await client.request("SyncGameState", {"last_sequence": 10**9})
+    assert kind == "FullStateSync" and full["garden_id"] == garden  # not a kept frame
+    await client.close()
+
+
 @pytest.mark.parametrize("subprotocol", SUBPROTOCOLS)
 @pytest_twisted.ensureDeferred
 async def test_refused_tokens(server, subprotocol) -> None:

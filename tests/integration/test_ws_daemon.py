@@ -56,11 +56,27 @@ async def test_login_over_rest_then_play_over_the_websocket(daemon) -> None:
     assert hello["protocol"] == codecs.MSGPACK_LZ4  # net.compression = lz4
     kind, full, _ = await client.next("FullStateSync")
     assert full["garden"]["name"] == "ada's garden"  # the display name, via site.accounts
-    kind, _result, _ = await client.request("CreateCelestialBody", {"kind": "asteroid"})
+    kind, created, _ = await client.request("CreateCelestialBody", {"kind": "asteroid"})
     assert kind == "CommandResult"
+    body = created["result"]["body"]["id"]
     await client.next("StateDelta")
+    kind, _result, _ = await client.request("DestroyCelestialBody", {"body_id": body})
+    assert kind == "CommandResult"
+    event = await pushed_event(client, "BodyDestroyed")
+    assert event["data"] == {"body_id": body, "reason": "manual"}
+    assert body not in client.replicas[hello["garden_id"]].bodies
     assert client.out_of_sync == 0
     await client.close()
+
+
+async def pushed_event(client, kind: str, deltas: int = 100) -> dict[str, Any]:
+    """The first ``kind`` event pushed in a StateDelta (where events travel)."""
+    for _ in range(deltas):
+        _, delta, _ = await client.next("StateDelta")
+        for event in delta.get("events", ()):
+            if event["type"] == kind:
+                return event
+    raise AssertionError(f"no {kind} event in {deltas} deltas")
 
 
 @pytest.fixture

@@ -104,6 +104,62 @@ async def test_an_lz4_bomb_is_refused_without_inflating_it(server) -> None:
     await other.close()
 
 
+class Inflating:
+    """A zlib decompressor that records how many bytes each call produced."""
+
+    def __init__(self, inner, produced: list[int]) -> None:
+        self._inner = inner
+        self._produced = produced
+
+    def decompress(self, data: bytes, max_length: int = 0) -> bytes:
+        out = self._inner.decompress(data, max_length)
+        self._produced.append(len(out))
+        return out
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+
+@pytest.mark.parametrize(("subprotocol", "fragment"), [(codecs.JSON, None), (codecs.MSGPACK, 1024)])
+@pytest_twisted.ensureDeferred
+async def test_a_deflate_bomb_is_cut_off_at_the_message_limit(subprotocol, fragment) -> None:
+    server = await start_server(reactor, net={"compression": "deflate"})
+    try:
+        limit = server.settings.ws.max_message_bytes
+        client = await connect(reactor, "127.0.0.1", server.port, subprotocol, deflate=True)
+        token = server.token(await server.player())
+        kind, _, _ = await client.request("Authenticate", {"token": token})
+        assert kind == "AuthenticateResponse"
+        other, _ = await player_client(server, name="bob")  # no deflate
+        (pmce,) = [
+            ext for c in server.ws.connections for ext in c.transport.websocket_extensions_in_use
+        ]
+        inflated: list[int] = []
+        start = pmce.start_decompress_message
+
+        def counting_start() -> None:
+            # Measure what zlib really produced on the server, not what
+            # reached the application (nothing does).
+            start()
+            pmce._decompressor = Inflating(pmce._decompressor, inflated)
+
+        pmce.start_decompress_message = counting_start
+        padding = b"a" * (12 * 1024 * 1024)  # 12 MiB, deflated to a few KiB
+        if subprotocol == codecs.JSON:
+            bomb = b'{"type": "Heartbeat", "data": {"pad": "' + padding + b'"}}'
+        else:
+            bomb = msgpack.packb({"type": "Heartbeat", "data": {"pad": padding}})
+        # Autobahn compresses as the extension says, then splits into frames.
+        client.protocol.sendMessage(bomb, isBinary=client.codec.binary, fragmentSize=fragment)
+        code, _ = await client.closed()
+        assert code == 1009
+        assert inflated and sum(inflated) <= limit + 1  # stopped at the limit, not 12 MiB
+        await still_served(other)
+        await other.close()
+    finally:
+        await server.stop()
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_message_flood_is_rate_limited_then_closed() -> None:
     server = await start_server(
@@ -188,7 +244,7 @@ async def test_handshakes_that_are_refused(server) -> None:
     assert answer.startswith(b"HTTP/1.1 403")
     answer, _ = await raw(server, [b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"])
     assert answer.startswith(b"HTTP/1.1 426")
-    with pytest.raises(Exception):  # noqa: B017 - any failure to open is right
+    with pytest.raises(ConnectionError, match="closed during the handshake"):
         await connect(reactor, "127.0.0.1", server.port, codecs.JSON, protocols=["nope"])
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 
+import argon2
 import jwt
 import pytest
 import pytest_twisted
@@ -287,10 +289,22 @@ async def test_semaphore_bounds_concurrency_and_the_queue() -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_production_parameters_in_a_worker_thread() -> None:
+async def test_production_parameters_in_a_worker_thread(monkeypatch) -> None:
     """The defaults from configspec (64 MiB, 3 passes, 4 lanes), off the reactor thread."""
     from twisted.internet import reactor
 
+    ran_in: dict[str, int] = {}
+
+    class Recording(argon2.PasswordHasher):
+        def hash(self, password, *, salt=None):
+            ran_in["hash"] = threading.get_ident()
+            return super().hash(password, salt=salt)
+
+        def verify(self, hash, password):
+            ran_in["verify"] = threading.get_ident()
+            return super().verify(hash, password)
+
+    monkeypatch.setattr(auth, "_Argon2", Recording)
     hasher = PasswordHasher(
         Argon2Parameters(time_cost=3, memory_kib=65536, parallelism=4), reactor=reactor
     )
@@ -299,3 +313,6 @@ async def test_production_parameters_in_a_worker_thread() -> None:
     assert "$m=65536,t=3,p=4$" in stored
     assert await hasher.verify(stored, "a production password")
     assert time.perf_counter() - started < 30
+    reactor_thread = threading.get_ident()  # the test body runs on the reactor
+    assert set(ran_in) == {"hash", "verify"}
+    assert reactor_thread not in ran_in.values()

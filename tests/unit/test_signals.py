@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from twisted.application import service
+from twisted.conch.manhole import ManholeInterpreter
 from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
 
 from cosmic.config import ConfigRequest, Reloader, load
+from cosmic.ops import console
 from cosmic.ops.signals import SignalService
 
 
@@ -27,6 +31,19 @@ class Reactor(MemoryReactorClock):
         super().stop()
 
 
+class Notifier:
+    """Records the sd_notify messages the service would send."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def reloading(self) -> None:
+        self.sent.append("RELOADING=1")
+
+    def ready(self, status: str = "") -> None:
+        self.sent.append(f"READY=1 {status}".strip())
+
+
 class Harness:
     def __init__(self, etc: Path) -> None:
         self.conf = etc / "development.conf"
@@ -36,11 +53,13 @@ class Harness:
         self.reactor = Reactor()
         self.handlers: dict[int, Any] = {}
         self.pending: list[defer.Deferred] = []
+        self.notifier = Notifier()
         self.service = SignalService(
             self.reactor,
             self.reloader,
             install=self.handlers.__setitem__,
             run_blocking=self.run_later,
+            notifier=self.notifier,
         )
 
     def run_later(self, f: Any) -> defer.Deferred:
@@ -123,3 +142,91 @@ def test_unexpected_reload_error_is_logged_not_raised(harness: Harness) -> None:
     assert result == [None]
     # the next SIGHUP still works
     assert harness.service.reload() is not None
+
+
+def fired(d: defer.Deferred) -> list[Any]:
+    results: list[Any] = []
+    d.addBoth(results.append)
+    return results
+
+
+def test_a_reload_is_announced_to_systemd_and_answers_its_outcome(harness: Harness) -> None:
+    harness.conf.write_text("[logging]\nlevel = error\n")
+    answer = fired(harness.service.reload("test"))
+    assert harness.notifier.sent == ["RELOADING=1"] and answer == []
+    harness.finish_pending()
+    assert harness.notifier.sent == ["RELOADING=1", "READY=1 reloaded"]
+    assert answer[0].applied == ("logging.level",)
+
+
+def test_callers_during_a_reload_get_the_next_one(harness: Harness) -> None:
+    harness.conf.write_text("[logging]\nlevel = warn\n")
+    first = fired(harness.service.reload("test"))
+    second, third = fired(harness.service.reload("test")), fired(harness.service.reload("test"))
+    assert len(harness.pending) == 1  # one run at a time
+    harness.pending.pop(0).callback(None)
+    assert first[0].applied == ("logging.level",) and second == third == []
+    assert harness.reloader.current.logging.level == "warn"
+    harness.conf.write_text("[logging]\nlevel = error\n")  # edited before the next run
+    harness.finish_pending()
+    assert second[0] is third[0] and second[0].applied == ("logging.level",)
+    assert harness.reloader.current.logging.level == "error"
+    assert harness.notifier.sent == ["RELOADING=1", "READY=1 reloaded"] * 2
+
+
+class Output:
+    """The manhole protocol as its interpreter sees it: where output goes."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def addOutput(self, data: str, isAsync: bool | None = None) -> None:
+        self.lines.append(data)
+
+
+def manhole_on(harness: Harness) -> tuple[ManholeInterpreter, Output]:
+    root = service.MultiService()
+    root.game = SimpleNamespace(world=None, loop=None, gardens=None)
+    root.persistence = SimpleNamespace(store=None, cache=None)
+    root.metrics = None
+    root.reloader = harness.reloader
+    harness.service.setServiceParent(root)
+    output = Output()
+    return ManholeInterpreter(output, console.namespace(root)), output
+
+
+def test_the_manhole_reload_goes_the_sighup_way(harness: Harness) -> None:
+    interpreter, output = manhole_on(harness)
+    harness.conf.write_text("[logging]\nlevel = error\n")
+    interpreter.push(b"reload()")
+    # Nothing was read on the reactor thread: the load waits in the "thread".
+    assert len(harness.pending) == 1 and harness.reloader.current.logging.level == "info"
+    assert output.lines == ["<Deferred #0>"]
+    assert harness.notifier.sent == ["RELOADING=1"]
+    harness.finish_pending()
+    assert output.lines[1] == (
+        "Deferred #0 called back: "
+        "ReloadOutcome(applied=('logging.level',), needs_restart=(), problems=())"
+    )
+    assert harness.notifier.sent == ["RELOADING=1", "READY=1 reloaded"]
+    assert harness.reloader.current.logging.level == "error"
+
+
+def test_the_manhole_reports_refused_and_failed_reloads(harness: Harness) -> None:
+    interpreter, output = manhole_on(harness)
+    harness.conf.write_text("[logging]\nlevel = shouty\n")
+    interpreter.push(b"reload()")
+    harness.finish_pending()
+    assert "called back: ReloadOutcome(applied=(), needs_restart=(), problems=(" in output.lines[1]
+    assert "logging.level" in output.lines[1]
+
+    def explode():
+        raise OSError("disk gone")
+
+    harness.reloader.load = explode
+    interpreter.push(b"reload()")
+    harness.finish_pending()
+    assert output.lines[-1] == (
+        "Deferred #1 called back: 'reload failed unexpectedly; see the daemon log'"
+    )
+    assert harness.notifier.sent == ["RELOADING=1", "READY=1 reloaded"] * 2

@@ -104,8 +104,12 @@ def test_make_service_orders_children_and_logs_through_the_configured_format() -
         "game",
         "websocket",
         "web",
+        "gc",
     ]
+    assert root.gc.full_interval == 600.0
     assert root.reloader.current is options["settings"]
+    # The savers' stop deadline counts from the start of the daemon's stop.
+    assert root.persistence.stopping in root.on_stopping
     root._log_observer(
         {
             "log_level": LogLevel.info,

@@ -224,6 +224,26 @@ def test_encoding_handles_numpy_and_non_finite_values() -> None:
     assert json.loads(text)["data"]["n"] is None
 
 
+def test_json_encodes_what_orjson_refuses_through_the_fallback() -> None:
+    """Lone surrogates, integers past 64 bits and non-string keys still make
+    valid JSON (the stdlib fallback), and NaN inside numpy arrays is null."""
+    codec = make(codecs.JSON)
+    data = {
+        "name": "bad \ud800 name",
+        "big": 2**70,
+        "keys": {1: "one"},
+        "arr": np.array([1.0, np.nan, np.inf]),
+    }
+    payload = codec.encode(messages.envelope("X", data)).payload
+    back = json.loads(payload)["data"]
+    assert back["name"] == "bad ? name"
+    assert back["big"] == 2**70
+    assert back["keys"] == {"1": "one"}
+    assert back["arr"] == [1.0, None, None]
+    fast = codec.encode(messages.envelope("X", {"arr": np.array([np.nan, 2.5])})).payload
+    assert fast == b'{"type":"X","data":{"arr":[null,2.5]}}'
+
+
 def test_subprotocol_choice_follows_the_configured_preference() -> None:
     offered = [codecs.JSON, codecs.MSGPACK, codecs.MSGPACK_LZ4]
     assert codecs.choose(offered, "lz4") == codecs.MSGPACK_LZ4

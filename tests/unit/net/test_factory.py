@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from autobahn.websocket.compress import PerMessageDeflateOffer
@@ -170,3 +171,27 @@ def test_endpoint_caps_connections_per_address() -> None:
 def test_handshake_size_counts_line_and_headers() -> None:
     req = request()
     assert 150 < handshake_bytes(req) < 300
+
+
+def test_autobahn_formats_its_options_log_line_only_when_it_is_written() -> None:
+    import pprint
+
+    from autobahn.websocket import protocol as autobahn_protocol
+
+    from cosmic.net.protocol import LazyFormat
+
+    options = [("maxMessagePayloadSize", 65536, "CosmicWebSocketFactory")] * 40
+    assert autobahn_protocol.pformat is LazyFormat
+    calls: list[Any] = []
+
+    class Counting(list):
+        def __repr__(self) -> str:
+            calls.append(1)
+            return super().__repr__()
+
+    value = Counting(options)
+    lazy = autobahn_protocol.pformat(value)
+    assert calls == []  # nothing formatted until the line is written
+    written = f"\n{lazy}"
+    assert calls
+    assert written == "\n" + pprint.pformat(value)

@@ -115,6 +115,7 @@ async def test_commands_and_their_errors(h) -> None:
     h.send(conn, "BuyUpgrade", {"resource": "nothing"}, "f")
     h.send(conn, "RenameCelestialBody", {"body_id": 2, "name": "Vesta"}, "g")
     h.send(conn, "SetGardenPublic", {"public": True}, "h")
+    h.send(conn, "StartResearch", {"research": "orbital_mechanics"}, "i")
     await settle(h, 10)
     answers = {rid: (k, d) for k, d, rid in conn.test_transport.messages() if rid}
     assert answers["a"][0] == "CommandResult"
@@ -123,7 +124,11 @@ async def test_commands_and_their_errors(h) -> None:
     assert answers["b"][1]["missing"]["cosmic_dust"] > 0
     assert answers["c"][1]["code"] == "WS_GAME_004"
     assert answers["d"][1]["code"] == "WS_GAME_007"
-    assert answers["e"][1]["code"] in ("WS_GAME_001", "WS_GAME_008")
+    # Requirements are checked before the price: locked, not unaffordable.
+    assert answers["e"][1]["code"] == "WS_GAME_008"
+    assert answers["e"][1]["requires"] == ["orbital_mechanics"]
+    assert answers["i"][1]["code"] == "WS_GAME_001"  # 1000 dust, 400 left after Ceres
+    assert answers["i"][1]["missing"]["cosmic_dust"] > 0
     assert answers["f"][1]["code"] == "WS_GAME_010"
     assert answers["g"][1]["result"] == {"body_id": 2, "name": "Vesta"}
     assert answers["h"][1]["result"] == {"public": True}

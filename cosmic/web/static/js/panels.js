@@ -117,9 +117,11 @@ export class ResearchPanel extends Panel {
               { class: "sub" },
               item.completed
                 ? "done"
-                : item.missing.length
-                  ? `needs ${item.missing.map(title).join(", ")}`
-                  : `${item.parts.map((p) => p.text).join(" + ")} · ${duration(item.seconds)}`,
+                : item.running
+                  ? "under research"
+                  : item.missing.length
+                    ? `needs ${item.missing.map(title).join(", ")}`
+                    : [...item.parts.map((p, i) => el("span", { class: p.short ? "short" : "" }, (i ? " + " : "") + p.text)), ` · ${duration(item.seconds)}`],
             ),
           ),
           item.completed || item.missing.length || !owner
@@ -209,7 +211,12 @@ export function describe(event, name) {
     case "LevelUp":
       return d.promoted_from ? `${name(d.body_id)} became a ${title(d.kind)}` : `${name(d.body_id)} reached level ${d.level}`;
     case "Evolution":
-      return d.reason === "extinct" ? `life on ${name(d.body_id)} died out` : `life on ${name(d.body_id)}: ${d.stage}`;
+      return {
+        extinct: `life on ${name(d.body_id)} died out`,
+        stalled: `life on ${name(d.body_id)} stalled: outside the habitable zone`,
+        resumed: `life on ${name(d.body_id)} resumed`,
+        merger: `life on ${name(d.body_id)} was lost in a merger${d.kind ? ` (now a ${title(d.kind)})` : ""}`,
+      }[d.reason] || `life on ${name(d.body_id)}: ${d.stage}`;
     case "ResearchStarted":
       return `research started: ${title(d.research)}`;
     case "ResearchDone":
