@@ -47,6 +47,7 @@ bench: $(STAMP) bench/load/node_modules bench/peers/node_modules
 		echo "== bench/$$b.py"; \
 		$(BIN)/python bench/$$b.py --json var/bench/$$b.json || exit 1; \
 	done
+	$(BIN)/python bench/plots.py --physics var/bench/physics.json --load var/bench/load.json --out var/bench
 
 bench/%/node_modules: bench/%/package-lock.json
 	cd bench/$* && npm ci --no-audit --no-fund

@@ -420,6 +420,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         phases = ["quiet", "cpu-hog", "flood"]
         if args.slowloris and shutil.which("slowhttptest"):
             phases.append("slowloris")
+        elif args.slowloris:
+            print(
+                "NOT RUN: the slowloris phase needs slowhttptest (apt-get install slowhttptest)",
+                file=sys.stderr,
+                flush=True,
+            )
         start = time.time() + 2.0
         bounds = {}
         t = start + args.warmup

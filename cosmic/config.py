@@ -61,6 +61,7 @@ RELOADABLE = frozenset(
         "ws.slow_client_timeout",
         "ws.attributes_interval",
         "ws.idle_interval",
+        "ws.broadcast_slice",
         "logging.level",
         "game.target_tps",
         "game.resource_interval",

@@ -133,6 +133,9 @@ class Gardens(service.Service):
         # again until it is unloaded), which spares a cache call per saved
         # garden on every flush.
         self._in_cache: set[int] = set()
+        # Gardens of deleted accounts: a snapshot cached or put by a load or an
+        # unload that raced the deletion must never bring one back.
+        self._gone: set[int] = set()
 
     # -- loading ------------------------------------------------------------------
 
@@ -158,12 +161,13 @@ class Gardens(service.Service):
                 waiter.callback(None)
 
     async def _load(self, garden_id: int) -> None:
+        if garden_id in self._gone:
+            raise GardenNotFound(f"no garden {garden_id}")
         if self.snapshots is None:
             found = await self.store.load_garden(garden_id)
         else:
-            self._in_cache.add(garden_id)
             found = await self.snapshots.load(garden_id, lambda: self.store.load_garden(garden_id))
-        if found is None:
+        if found is None or garden_id in self._gone:  # deleted while it loaded
             raise GardenNotFound(f"no garden {garden_id}")
         record, bodies = found
         garden, columns = persist.from_records(record, bodies)
@@ -172,6 +176,10 @@ class Gardens(service.Service):
             if garden_id not in self.world.gardens:
                 self.world.attach(garden, columns, record.saved_at)
                 self._saved[garden_id] = record.version
+                if self.snapshots is not None:
+                    # Only once attached: a garden that failed to load (or
+                    # never existed) must not stay in this set.
+                    self._in_cache.add(garden_id)
                 log.info(
                     "loaded garden {garden_id} ({bodies} bodies)",
                     garden_id=garden_id,
@@ -217,6 +225,7 @@ class Gardens(service.Service):
 
     async def forget(self, garden_id: int) -> None:
         """Drop a garden the store no longer has (a deleted account's)."""
+        self._gone.add(garden_id)
         try:
             await self.loop.when_idle(lambda: self._drop(garden_id))
         finally:
@@ -347,8 +356,17 @@ class Gardens(service.Service):
         unloaded = await self.loop.when_idle(unload)
         if self.snapshots is not None:
             # What the store now has: the garden's next load need not read it.
-            for snapshot in unloaded:
-                await self.snapshots.put(snapshot)
+            # All at once: a put registers against invalidation only when it
+            # starts, so one awaited after another could store a snapshot
+            # older than a save made meanwhile.
+            await defer.gatherResults(
+                [
+                    defer.ensureDeferred(self.snapshots.put(snapshot))
+                    for snapshot in unloaded
+                    if snapshot[0].id not in self._gone
+                ],
+                consumeErrors=True,
+            )
 
     def stopService(self) -> None:
         # The game loop has stopped (it starts after this service): capture

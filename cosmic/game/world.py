@@ -100,6 +100,9 @@ class World:
         # Resource slot per garden, dealt round-robin as gardens arrive and
         # kept while loaded: the loop advances a slot's gardens together.
         self._slots: dict[int, int] = {}
+        # slices -> garden ids per slice index, rebuilt after gardens change,
+        # so that a slice walks its own gardens, not every garden.
+        self._slot_groups: dict[int, list[list[int]]] = {}
         self._next_slot = 0
 
     # -- gardens in and out ----------------------------------------------------------
@@ -136,6 +139,7 @@ class World:
         self.gardens[garden.id] = garden
         self._slots[garden.id] = self._next_slot
         self._next_slot += 1
+        self._slot_groups.clear()
 
     def attach(self, garden: Garden, columns: dict[str, np.ndarray], saved_at: float) -> Garden:
         """Load a saved garden and credit its owner for the time away (capped)."""
@@ -184,6 +188,7 @@ class World:
     def detach(self, garden_id: int) -> Garden:
         garden = self.gardens.pop(garden_id)
         self._slots.pop(garden_id, None)
+        self._slot_groups.clear()
         self.buffers.remove_garden(garden_id)
         return garden
 
@@ -574,10 +579,13 @@ class World:
         """Advance by ``dt_seconds`` only the gardens whose slot is ``index``
         modulo ``slices``: called for each index in turn, every garden is
         advanced once per round."""
-        slots = self._slots
-        for garden_id, garden in self.gardens.items():
-            if slots[garden_id] % slices == index:
-                self._resource_tick(garden, dt_seconds)
+        groups = self._slot_groups.get(slices)
+        if groups is None:  # gardens came or went since the last round
+            groups = self._slot_groups[slices] = [[] for _ in range(slices)]
+            for garden_id, slot in self._slots.items():
+                groups[slot % slices].append(garden_id)
+        for garden_id in groups[index]:
+            self._resource_tick(self.gardens[garden_id], dt_seconds)
 
     def _resource_tick(self, garden: Garden, dt: float) -> None:
         # Bodies, upgrades and research change only with an event (a new

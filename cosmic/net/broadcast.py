@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from cosmic.net import messages
@@ -77,6 +77,7 @@ class Broadcaster:
         self.feeds: dict[int, Feed] = {}
         self._reloading: set[int] = set()
         self.ticks = 0
+        self._spent = 0.0  # seconds of work in the running broadcast, slices summed
         self._built_at = 0.0  # ms: when the running tick started
         # Instrumentation (bench/websocket.py): called after every tick with
         # the clock time the tick started and the frames it built.
@@ -84,7 +85,9 @@ class Broadcaster:
 
     # -- the hook -------------------------------------------------------------------
 
-    def tick(self) -> None:
+    def tick(self) -> defer.Deferred[None] | None:
+        """One broadcast; a Deferred when it goes on in later reactor turns
+        (the game loop starts the next one only after it fires)."""
         started = self.perf()
         started_at = self.clock.seconds()
         self._built_at = round(started_at * 1000.0, 3)
@@ -102,7 +105,7 @@ class Broadcaster:
                 if garden_id not in watched:
                     del self.feeds[garden_id]
         gardens, feeds, ticks = world.gardens, self.feeds, self.ticks
-        quiet: dict[int, bool] = {}
+        quiet: dict[int, int | None] = {}  # garden id -> its seq if at rest
         by_garden: dict[int, list[tuple[Connection, Stream]]] = {}
         for session in list(self.sessions.attached()):
             conn = session.client
@@ -113,26 +116,59 @@ class Broadcaster:
                 # Most players' gardens are at rest: leave them out here, before
                 # any per-garden work, until their idle interval comes round.
                 if not stream.needs_full and ticks - stream.sent_tick < idle_every:
-                    at_rest = quiet.get(garden_id)
-                    if at_rest is None:
+                    rest_seq = quiet.get(garden_id, -1)
+                    if rest_seq == -1:
                         feed, garden = feeds.get(garden_id), gardens.get(garden_id)
-                        at_rest = quiet[garden_id] = (
-                            feed is not None
+                        rest_seq = quiet[garden_id] = (
+                            feed.frame.garden_seq
+                            if feed is not None
                             and garden is not None
                             and feed.at_rest
                             and garden.seq == feed.frame.garden_seq
+                            else None
                         )
-                    if at_rest:
+                    # At rest, and this client has had its last event too
+                    # (one that was congested, or resumed, may not have).
+                    base = stream.base
+                    if rest_seq is not None and base is not None and base.garden_seq == rest_seq:
                         continue
                 by_garden.setdefault(garden_id, []).append((conn, stream))
-        for garden_id, entries in by_garden.items():
+        self._spent = self.perf() - started
+        return self._run(list(by_garden.items()), 0, started_at)
+
+    def _run(
+        self, work: list[tuple[int, list[tuple[Connection, Stream]]]], at: int, started_at: float
+    ) -> defer.Deferred[None] | None:
+        """Send ``work[at:]``, yielding to the reactor after every
+        ``ws.broadcast_slice`` seconds of it: a physics tick due meanwhile
+        runs between two slices instead of waiting for every client's frame
+        (with thousands of players one broadcast took 100-200 ms, the
+        physics missed ten ticks each time, and the game slowed down).
+        Yielding only when a tick was due measured worse: each yield waits
+        for a step, and fewer, longer slices left the reactor idle longer."""
+        began = self.perf()
+        budget = self.options.broadcast_slice
+        while at < len(work):
+            garden_id, entries = work[at]
+            at += 1
             try:
                 self._garden(garden_id, entries)
             except Exception:
                 log.failure("broadcast of garden {garden_id} failed", garden_id=garden_id)
-        self.metrics.broadcast_duration.observe(self.perf() - started)
+            if budget and at < len(work) and self.perf() - began >= budget:
+                self._spent += self.perf() - began
+                later = task.deferLater(self.clock, 0, lambda: None)
+                # when_idle: the world may be stepping by the time this runs.
+                return later.addCallback(
+                    lambda _, at=at: self.game.loop.when_idle(
+                        lambda: self._run(work, at, started_at)
+                    )
+                )
+        self._spent += self.perf() - began
+        self.metrics.broadcast_duration.observe(self._spent)
         for listener in self.listeners:
             listener(started_at, self.feeds)
+        return None
 
     def _garden(self, garden_id: int, entries: list[tuple[Connection, Stream]]) -> None:
         garden = self.game.world.gardens.get(garden_id)
@@ -147,12 +183,20 @@ class Broadcaster:
         idle_every = self._idle_every()
         ready: list[tuple[Connection, Stream]] = []
         for conn, stream in entries:
-            if quiet and not stream.needs_full and self.ticks - stream.sent_tick < idle_every:
+            session = conn.session
+            if conn.closing or session is None or session.streams.get(garden_id) is not stream:
+                continue  # gone since this broadcast began (it may span reactor turns)
+            if (
+                quiet
+                and not stream.needs_full
+                and self.ticks - stream.sent_tick < idle_every
+                and stream.base is not None
+                and stream.base.garden_seq == garden.seq
+            ):
                 # Nothing but resources and research timers, which the client
                 # extrapolates from the rates it has: not worth a message
                 # per player per broadcast.
                 continue
-            session = conn.session
             if (
                 stream.role == OBSERVER
                 and not garden.public

@@ -117,7 +117,7 @@ class JsonCodec(Codec):
 
     def encode(self, envelope: dict[str, Any]) -> Encoded:
         # orjson: the broadcast's hot path (browsers speak JSON); the stdlib
-        # encoded a delta 5-10x slower, a fifth of the daemon's time with
+        # took 22 us a frame against 3.7, a sixth of the daemon's time with
         # 10,000 JSON players.  It writes non-finite floats as null itself.
         try:
             payload = orjson.dumps(envelope, default=_default)

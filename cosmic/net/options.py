@@ -50,6 +50,7 @@ class WsOptions:
     quanta: Quanta = attrs.field(factory=Quanta)
     attributes_interval: float = 1.0
     idle_interval: float = 5.0
+    broadcast_slice: float = 0.005
     lz4_min_bytes: int = 128
     deflate_window_bits: int = 10
     deflate_mem_level: int = 4

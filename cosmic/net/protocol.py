@@ -41,18 +41,23 @@ class LazyFormat:
     __repr__ = __str__
 
 
-# Autobahn pretty-prints each new connection's 40-odd options for a debug
-# line whether or not debug is logged: with 10,000 players opening, 0.4 ms
-# of every handshake (bench/load.py under cProfile).  Lazily, it costs that
-# only when someone reads it.
-autobahn_protocol.pformat = LazyFormat
-
-
 class CosmicServerProtocol(WebSocketServerProtocol):
     factory: CosmicWebSocketFactory
     client_address = "unknown"  # set by the resource before the handshake
     connection: Connection | None = None
     _counted = False
+
+    def _connectionMade(self) -> None:
+        # Autobahn pretty-prints each new connection's 40-odd options for a
+        # debug line whether or not debug is logged: with 10,000 players
+        # opening, 0.4 ms of every handshake (bench/load.py under cProfile).
+        # Lazy for that one call only (the module's other pformat users must
+        # get a str), and the reactor runs one callback at a time.
+        autobahn_protocol.pformat = LazyFormat
+        try:
+            super()._connectionMade()
+        finally:
+            autobahn_protocol.pformat = pprint.pformat
 
     # -- handshake ---------------------------------------------------------------------
 

@@ -349,3 +349,27 @@ async def test_only_the_first_save_after_a_cached_load_invalidates() -> None:
         assert c.gardens.is_saved(garden_id)
     assert Counting.deletes == 1
     assert len(c.cache) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_garden_that_does_not_load_is_not_remembered_as_cached() -> None:
+    c = Cached()
+    for missing in range(1000, 1050):  # anyone may ask for any garden id
+        with pytest.raises(GardenNotFound):
+            await c.gardens.ensure_loaded(missing)
+    assert c.gardens._in_cache == set()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_deleted_garden_never_comes_back_from_a_snapshot_put_meanwhile() -> None:
+    c = Cached()
+    _, garden_id = await c.public_garden()
+    stored = await c.stored(garden_id)
+    await c.store.delete_garden(garden_id)
+    await c.gardens.forget(garden_id)
+    # A put that raced the deletion (an unload in flight) left its snapshot.
+    await c.gardens.snapshots.put(stored)
+    assert len(c.cache) == 1
+    with pytest.raises(GardenNotFound):
+        await c.gardens.ensure_loaded(garden_id)
+    assert garden_id not in c.world.gardens

@@ -149,3 +149,15 @@ def test_slices_must_be_positive() -> None:
     world, _ = make_world()
     with pytest.raises(ValueError, match="slices"):
         GameLoop(world, tps=20, slices=0, clock=Clock(), run_in_thread=defer.maybeDeferred)
+
+
+def test_slices_follow_gardens_that_leave_and_arrive() -> None:
+    world, _ = make_world()
+    populate(world, 1, 6)
+    recorder = Recorder(world)
+    world.resource_tick_slice(0, 3, INTERVAL)  # slots 0 and 3: gardens 1 and 4
+    world.detach(4)
+    populate(world, 20, 1)  # slot 6: slice 0 again
+    recorder.calls.clear()
+    world.resource_tick_slice(0, 3, INTERVAL)
+    assert recorder.calls == [(1, INTERVAL), (20, INTERVAL)]

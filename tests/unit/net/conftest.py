@@ -98,6 +98,8 @@ class Harness:
             # Every broadcast sends, at rest or not (test_broadcast.py covers
             # the idle pacing).
             "idle_interval": 0.0,
+            # One broadcast, one call (test_broadcast.py covers the slices).
+            "broadcast_slice": 0.0,
         }
         self.options = WsOptions(**{**defaults, **options})
         self.issuer = TokenIssuer(

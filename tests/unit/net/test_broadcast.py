@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import pytest_twisted
+from twisted.internet import defer
 
 from tests.unit.net.conftest import Harness, settle
 
@@ -90,3 +92,104 @@ async def test_late_broadcasts_do_not_rebuild_every_garden_from_a_snapshot(h) ->
     for _ in range(5):
         h.server.broadcaster.tick()
     assert len(calls) == 1
+
+
+async def sliced(players: int) -> tuple[Harness, list]:
+    """A harness whose broadcaster sees 3 ms of work pass at every clock
+    reading (its 5 ms slices end every two gardens), with logged-in players."""
+    h = Harness(idle_interval=0.0, broadcast_hz=10.0, broadcast_slice=0.005)
+    conns = []
+    for i in range(players):
+        conn = h.connect()
+        await h.login(conn, await h.player(f"player{i}"))
+        conns.append(conn)
+    now = [0.0]
+
+    def perf() -> float:
+        now[0] += 0.003
+        return now[0]
+
+    h.server.broadcaster.perf = perf
+    return h, conns
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_long_broadcast_yields_to_the_reactor_between_slices() -> None:
+    h, conns = await sliced(6)
+    try:
+        broadcaster = h.server.broadcaster
+        before = [len(deltas(c)) for c in conns]
+        done = broadcaster.tick()
+        assert done is not None  # over budget: the rest waits for the reactor
+        first = sum(len(deltas(c)) - b for c, b in zip(conns, before, strict=True))
+        assert 1 <= first < 6
+        fired: list[object] = []
+        done.addCallback(fired.append)
+        conns[-1].lost()  # one leaves while the broadcast is under way
+        for _ in range(10):
+            h.clock.advance(0)
+        assert fired == [None]
+        sent = [len(deltas(c)) - b for c, b in zip(conns, before, strict=True)]
+        assert sent[:-1] == [1] * 5  # everyone else got exactly one frame
+        assert sent[-1] == 0  # and nobody is sent to after leaving
+        count = h.metrics.registry.get_sample_value(
+            "cosmic_gardener_ws_broadcast_duration_seconds_count"
+        )
+        assert count == 1  # one broadcast, however many slices
+
+        broadcaster.options = attrs.evolve(broadcaster.options, broadcast_slice=0.0)
+        assert broadcaster.tick() is None  # 0: in one go
+    finally:
+        h.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_rest_of_a_broadcast_waits_for_a_physics_step_in_flight() -> None:
+    h, conns = await sliced(4)
+    try:
+        broadcaster = h.server.broadcaster
+        before = sum(len(deltas(c)) for c in conns)
+        done = broadcaster.tick()
+        assert done is not None
+        partial = sum(len(deltas(c)) for c in conns) - before
+        # A step takes the world between two slices and holds it.
+        step = defer.Deferred()
+        h.loop._stepping = step
+        h.clock.advance(0)
+        assert sum(len(deltas(c)) for c in conns) - before == partial
+        h.loop._release()  # the step hands the world back
+        for _ in range(10):
+            h.clock.advance(0)
+        assert sum(len(deltas(c)) for c in conns) - before == 4
+        assert done.called
+    finally:
+        h.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_missed_an_event_gets_it_at_once_even_at_rest(h) -> None:
+    from cosmic.game.commands import BuyUpgrade, SetPublic
+
+    owner, viewer = h.connect(), h.connect(address="10.0.0.2")
+    ada, bob = await h.player("ada"), await h.player("bob")
+    await h.login(owner, ada)
+    await h.login(viewer, bob)
+    garden = owner.session.garden_id
+    h.world.apply_command(SetPublic(garden, ada, True))
+    h.send(viewer, "ObserveGarden", {"garden_id": garden}, 1)
+    await settle(h)
+    for _ in range(12):  # both streams settle into the idle pacing
+        h.clock.advance(0.1)
+        h.server.broadcaster.tick()
+    h.world.apply_command(BuyUpgrade(garden, ada, "cosmic_dust"))  # an event; still at rest
+    seen = len([d for d in viewer.test_transport.of("StateDelta") if d["garden_id"] == garden])
+    viewer.outbox.paused = True  # the viewer's socket is full (the transport paused it)
+    h.clock.advance(0.1)
+    h.server.broadcaster.tick()  # only the owner can take it now
+    viewer.outbox.paused = False
+    assert any("events" in d for d in owner.test_transport.of("StateDelta")[-1:])
+    h.clock.advance(0.1)
+    h.server.broadcaster.tick()  # the viewer drained: it gets the event now, not in 1 s
+    frames = [d for d in viewer.test_transport.of("StateDelta") if d["garden_id"] == garden]
+    assert len(frames) == seen + 1
+    assert [e["type"] for e in frames[-1]["events"]] == ["UpgradeBought"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from unittest import mock
 
 import pytest
 from autobahn.websocket.compress import PerMessageDeflateOffer
@@ -178,10 +179,8 @@ def test_autobahn_formats_its_options_log_line_only_when_it_is_written() -> None
 
     from autobahn.websocket import protocol as autobahn_protocol
 
-    from cosmic.net.protocol import LazyFormat
+    from cosmic.net.protocol import CosmicServerProtocol, LazyFormat
 
-    options = [("maxMessagePayloadSize", 65536, "CosmicWebSocketFactory")] * 40
-    assert autobahn_protocol.pformat is LazyFormat
     calls: list[Any] = []
 
     class Counting(list):
@@ -189,9 +188,21 @@ def test_autobahn_formats_its_options_log_line_only_when_it_is_written() -> None
             calls.append(1)
             return super().__repr__()
 
-    value = Counting(options)
-    lazy = autobahn_protocol.pformat(value)
+    value = Counting([("maxMessagePayloadSize", 65536, "CosmicWebSocketFactory")] * 40)
+    lazy = LazyFormat(value)
     assert calls == []  # nothing formatted until the line is written
     written = f"\n{lazy}"
     assert calls
     assert written == "\n" + pprint.pformat(value)
+
+    seen = []
+
+    def parent(self: Any) -> None:
+        seen.append(autobahn_protocol.pformat)
+
+    with mock.patch.object(
+        CosmicServerProtocol.__mro__[1], "_connectionMade", parent, create=False
+    ):
+        CosmicServerProtocol._connectionMade(object.__new__(CosmicServerProtocol))
+    assert seen == [LazyFormat]  # lazy while Autobahn sets the connection up
+    assert autobahn_protocol.pformat is pprint.pformat  # and only then
