@@ -114,19 +114,22 @@ async def test_migrate_only(tmp_path: Path) -> None:
     assert await migrate(config, reactor) == []
 
 
+class Nothing:
+    """A loader with nothing to save."""
+
+    def dirty(self):
+        return []
+
+    def snapshot(self, garden_id):
+        return None
+
+    def saved(self, garden_id, version):
+        pass
+
+
 @pytest_twisted.ensureDeferred
 async def test_reload_changes_intervals(tmp_path: Path) -> None:
     p = build_persistence(settings(f"database.url=sqlite:///{tmp_path}/r.sqlite3"), reactor)
-
-    class Nothing:
-        def dirty(self):
-            return []
-
-        def snapshot(self, garden_id):
-            return None
-
-        def saved(self, garden_id, version):
-            pass
 
     writer = p.write_behind(Nothing())
     assert writer.interval == 5.0 and writer.batch_size == 200
@@ -141,16 +144,6 @@ def test_the_saver_stops_within_the_shutdown_timeout(tmp_path: Path) -> None:
         settings(f"database.url=sqlite:///{tmp_path}/s.sqlite3", "server.shutdown_timeout=20"),
         reactor,
     )
-
-    class Nothing:
-        def dirty(self):
-            return []
-
-        def snapshot(self, garden_id):
-            return None
-
-        def saved(self, garden_id, version):
-            pass
 
     writer = p.write_behind(Nothing())
     assert writer.stop_timeout == pytest.approx(16.0)  # 0.8 of server.shutdown_timeout
